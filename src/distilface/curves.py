@@ -70,3 +70,10 @@ def load_curves(path: str | Path) -> Curves:
     if path.suffix == ".json":
         return Curves.from_json_dict(read_json(path))
     raise ValueError(f"{path}: unsupported curve format {path.suffix!r} (use .json or .npz)")
+
+
+def num_frames(duration_s: float, fps: float) -> int:
+    """Frames covering `duration_s`: frame k shows time k / fps, for every k / fps < duration_s."""
+    import math
+
+    return max(int(math.ceil(duration_s * fps - 1e-9)), 0)

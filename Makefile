@@ -1,0 +1,16 @@
+# The two commands of the README: `make demo` (set up + main job) and `make test`.
+.PHONY: setup demo test
+
+STAMP := .venv/.stamp-setup
+
+$(STAMP): scripts/setup.sh requirements.lock pyproject.toml
+	bash scripts/setup.sh
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	.venv/bin/distilface demo --out runs/demo
+
+test: $(STAMP)
+	.venv/bin/python -m pytest -q

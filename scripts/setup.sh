@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything DistilFace needs on a fresh Debian 12 machine: Debian packages (speech
+# engines, text, real speech, ffmpeg) and a virtual environment .venv with pinned Python packages
+# (torch==2.13.0 CPU). Safe to re-run: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  espeak-ng libespeak-ng1            # main TTS engine, ctypes timing events
+  flite festival festvox-kallpc16k festvox-us-slt-hts   # more voices with their own timings
+  fortunes fortunes-de fortunes-es   # text to speak (en, de, es)
+  asterisk-core-sounds-en asterisk-core-sounds-en-g722  # the real speech (and its transcripts)
+  ffmpeg                             # MP4 of rendered faces (optional for the library)
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  case "$p" in \#*) continue;; esac
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: apt-get install ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+# torch is pinned to 2.13.0 (a local CPU wheel): any other version would pull GBs of CUDA.
+.venv/bin/pip install -q --disable-pip-version-check -r requirements.lock
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+.venv/bin/python -c "import torch, distilface; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+echo "setup: done (.venv ready)"

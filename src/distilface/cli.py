@@ -1,0 +1,157 @@
+"""The `distilface` command: parses arguments and dispatches to the pipeline stages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _corpus_synth(a: argparse.Namespace) -> None:
+    from distilface.corpus.synth import SynthConfig, synth_corpus
+
+    cfg = SynthConfig(hours=a.hours, languages=tuple(a.languages.split(",")), max_voices=a.max_voices,
+                      augment_fraction=a.augment_fraction, seed=a.seed,
+                      engines=tuple(a.engines.split(",")) if a.engines else None)
+    manifest = synth_corpus(cfg, a.out, workers=a.workers)
+    print(json.dumps(json.loads((manifest.parent / "stats.json").read_text()), indent=2))
+    print(f"manifest: {manifest}")
+
+
+def _corpus_check(a: argparse.Namespace) -> None:
+    from distilface.corpus.check import check_corpus, write_report
+
+    report = check_corpus(a.manifest, per_source=a.per_source, seed=a.seed, workers=a.workers)
+    write_report(report, a.out)
+    print(json.dumps(report, indent=2))
+
+
+def _corpus_ingest(a: argparse.Namespace) -> None:
+    from distilface.corpus.ingest import ingest_folder, ingest_recipe
+
+    if bool(a.recipe) == bool(a.src):
+        sys.exit("distilface corpus ingest: give a source folder or --recipe, not both")
+    manifest = (ingest_recipe(a.recipe, a.out, workers=a.workers) if a.recipe
+                else ingest_folder(a.src, a.out, language=a.language, workers=a.workers))
+    print(f"manifest: {manifest}")
+
+
+def _label(a: argparse.Namespace) -> None:
+    from distilface.label import LabelJob, run_labels
+
+    options = json.loads(a.teacher_options) if a.teacher_options else {}
+    out = run_labels(LabelJob(Path(a.manifest), Path(a.out), teacher=a.teacher, teacher_options=options,
+                              fps=a.fps, shard_size=a.shard_size, workers=a.workers))
+    print(f"labels: {out}")
+
+
+def _score(a: argparse.Namespace) -> None:
+    from distilface.fileio import write_json
+    from distilface.score import score_labels
+
+    result = score_labels(a.manifest, a.labels, split=a.split, clean_only=not a.all)
+    if a.out:
+        write_json(a.out, result)
+    print(json.dumps(result, indent=2))
+
+
+def _render(a: argparse.Namespace) -> None:
+    from distilface.render_cmd import render_command
+
+    paths = render_command(a.curves, a.audio, a.out, phones=a.phones, max_frames=a.max_frames, size_px=a.size)
+    print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+
+
+def _demo(a: argparse.Namespace) -> None:
+    from distilface.demo import run_demo
+
+    run_demo(Path(a.out), workers=a.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="distilface", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    corpus = sub.add_parser("corpus", help="build, check and ingest speech corpora").add_subparsers(
+        dest="corpus_command", required=True)
+    s = corpus.add_parser("synth", help="synthesise a multi-voice corpus with exact phone timings")
+    s.add_argument("--out", required=True, help="corpus folder (resumed if it exists)")
+    s.add_argument("--hours", type=float, default=1.0)
+    s.add_argument("--languages", default="en", help="comma-separated, first one gets the bulk")
+    s.add_argument("--engines", default=None, help="comma-separated subset of engines")
+    s.add_argument("--max-voices", type=int, default=None)
+    s.add_argument("--augment-fraction", type=float, default=0.5)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(func=_corpus_synth)
+
+    c = corpus.add_parser("check", help="measure phone-timing accuracy per engine by forced alignment")
+    c.add_argument("manifest")
+    c.add_argument("--per-source", type=int, default=30)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--out", default=None, help="write <out>.json and <out>.md")
+    c.set_defaults(func=_corpus_check)
+
+    i = corpus.add_parser("ingest", help="forced-align a folder of real speech into a corpus")
+    i.add_argument("src", nargs="?", help="folder: LibriSpeech layout or x.wav + x.txt pairs")
+    i.add_argument("--recipe", choices=["asterisk-en"], default=None)
+    i.add_argument("--out", required=True)
+    i.add_argument("--language", default="en")
+    i.add_argument("--workers", type=int, default=2)
+    i.set_defaults(func=_corpus_ingest)
+
+    lb = sub.add_parser("label", help="run a teacher over a manifest into label shards")
+    lb.add_argument("manifest")
+    lb.add_argument("--out", required=True)
+    lb.add_argument("--teacher", default="aligned")
+    lb.add_argument("--teacher-options", default=None, help='JSON, e.g. \'{"blinks": true}\'')
+    lb.add_argument("--fps", type=float, default=30.0)
+    lb.add_argument("--shard-size", type=int, default=256)
+    lb.add_argument("--workers", type=int, default=2)
+    lb.set_defaults(func=_label)
+
+    sc = sub.add_parser("score", help="lip metrics of labels against their phone timings")
+    sc.add_argument("manifest")
+    sc.add_argument("labels")
+    sc.add_argument("--split", default=None)
+    sc.add_argument("--all", action="store_true", help="include augmented utterances")
+    sc.add_argument("--out", default=None, help="write the result as JSON")
+    sc.set_defaults(func=_score)
+
+    r = sub.add_parser("render", help="render curves on the face: frames, GIF/MP4, lip-trajectory plot")
+    r.add_argument("curves", help="curves file (.json or .npz)")
+    r.add_argument("audio")
+    r.add_argument("-o", "--out", required=True, help="output folder")
+    r.add_argument("--phones", default=None, help="phone timings to write under the lip plot")
+    r.add_argument("--max-frames", type=int, default=None)
+    r.add_argument("--size", type=int, default=256, help="frame size in pixels")
+    r.set_defaults(func=_render)
+
+    d = sub.add_parser("demo", help="the main job on the shipped default: corpus -> teacher -> render")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--workers", type=int, default=2)
+    d.set_defaults(func=_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from distilface.audio import AudioError
+
+    try:
+        args.func(args)
+    except (AudioError, FileNotFoundError, ValueError) as e:
+        # Expected user errors: one clear line, no traceback (use -v to see where it came from).
+        if args.verbose:
+            raise
+        sys.exit(f"distilface: error: {e}")
+
+
+if __name__ == "__main__":
+    main()
