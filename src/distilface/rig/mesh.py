@@ -30,7 +30,8 @@ Y_AXIS = 1
 MESH_FILE = "canonical_face.npz"
 
 
-@dataclass(frozen=True)
+# eq=False: arrays do not compare as booleans; identity hashing lets renderers cache per rig.
+@dataclass(frozen=True, eq=False)
 class FaceRig:
     neutral_mm: np.ndarray  # (V, 3) float32, lips closed
     deltas_mm: np.ndarray  # (C, V, 3) float32, one per name
