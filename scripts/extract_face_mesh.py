@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     np.savez_compressed(buf, **arrays)
     with atomic_write(args.out) as f:
         f.write(buf.getvalue())
+    args.out.chmod(0o644)  # package data: the temp file it was renamed from was private
     # Check what was written: it must load back identical.
     with np.load(args.out, allow_pickle=False) as z:
         for key, value in arrays.items():

@@ -12,6 +12,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+# mkstemp makes 0600 files; finished artifacts get the usual permissions for the umask.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 from typing import Any, Iterable, Iterator
 
 
@@ -26,6 +31,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[Any]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -45,6 +51,7 @@ def atomic_path(path: str | Path) -> contextlib.AbstractContextManager[Path]:
         os.close(fd)
         try:
             yield Path(tmp)
+            os.chmod(tmp, _FILE_MODE)
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -36,6 +36,9 @@ FRAME_S = 1.0 / FRAME_RATE_HZ
 if SAMPLE_RATE_HZ % FRAME_RATE_HZ:
     raise ValueError("SAMPLE_RATE_HZ must be a multiple of the aligner frame rate")
 BEAMS: dict[str, float] = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}
+# bestpath rescoring can hand the phone pass word segments too short for their phones
+# ("impossible duration"), which fails it; the forward-pass segmentation never does.
+ALIGN_SETTINGS: dict[str, Any] = {**BEAMS, "bestpath": False}
 # Settings pocketsphinx recommends for phone recognition (allphone search with the phone LM).
 ALLPHONE_SETTINGS: dict[str, Any] = {"beam": 1e-20, "pbeam": 1e-20, "lw": 2.0, "backtrace": False}
 NOISE_FLOOR_RMS = 5e-4  # -66 dBFS; far below any real recording's noise floor
@@ -138,7 +141,7 @@ def _decoder(kind: str = "align"):
         from pocketsphinx import Decoder, get_model_path
 
         if kind == "align":
-            _decoders[kind] = Decoder(lm=None, loglevel="FATAL", **BEAMS)
+            _decoders[kind] = Decoder(lm=None, loglevel="FATAL", **ALIGN_SETTINGS)
         elif kind == "allphone":
             phone_lm = f"{get_model_path()}/en-us/en-us-phone.lm.bin"
             _decoders[kind] = Decoder(lm=None, allphone=phone_lm, loglevel="FATAL",
@@ -170,11 +173,20 @@ def _lookup(decoder, word: str) -> bool:
     return decoder.lookup_word(word) is not None
 
 
-def _ensure_words(decoder, words: list[str]) -> None:
-    """Add derivable words (possessives of known words); raise naming the rest."""
+def _ensure_words(decoder, words: list[str], lexicon: dict[str, str] | None = None) -> None:
+    """Add words from `lexicon` and derivable ones (possessives of known words) to the
+    decoder's dictionary; raise AlignmentError naming the rest."""
     unknown = []
     for word in dict.fromkeys(words):
         if _lookup(decoder, word):
+            continue
+        if lexicon and word in lexicon:
+            phones = lexicon[word].upper().split()
+            bad = [p for p in phones if p.lower() not in PHONE_SET or p == "SIL"]
+            if not phones or bad:
+                raise AlignmentError(f"lexicon entry {word!r}: phones {bad or phones} are not "
+                                     "arpabet39")
+            decoder.add_word(word, " ".join(phones), True)
             continue
         base = word[:-2] if word.endswith("'s") else None
         base_pron = decoder.lookup_word(base) if base else None
@@ -281,9 +293,12 @@ def _sentence_cuts(pcm: bytes, sentences: list[list[str]]) -> list[int]:
     return cuts
 
 
-def align_phones(audio_16k: np.ndarray, text: str) -> list[PhoneSegment]:
+def align_phones(audio_16k: np.ndarray, text: str,
+                 lexicon: dict[str, str] | None = None) -> list[PhoneSegment]:
     """Forced-align `text` to `audio_16k` ((samples,) float at 16 kHz) -> phone segments.
 
+    `lexicon` adds pronunciations for words CMUdict lacks: {"unmute": "ah n m y uw t"} (lower-case
+    words, arpabet39 phones without stress); they stay in this process's dictionary.
     Returns arpabet39 + 'sil' segments, contiguous, from 0 to len(audio)/16000 s, boundaries on the
     10 ms frame grid (except the final end). Raises AlignmentError naming unknown words, or saying
     that the decoder failed (usually: audio and text do not match, or the audio is too long).
@@ -292,7 +307,7 @@ def align_phones(audio_16k: np.ndarray, text: str) -> list[PhoneSegment]:
     words = normalize_text(text, lambda w: _lookup(decoder, w))
     if not words:
         raise AlignmentError(f"no words to align in {text!r}")
-    _ensure_words(decoder, words)
+    _ensure_words(decoder, words, lexicon)
     audio_16k = np.asarray(audio_16k, dtype=np.float32)
     _pcm16(audio_16k)  # validates shape, length, finiteness
     sentences = [normalize_text(s, lambda w: _lookup(decoder, w)) for s in split_sentences(text)]

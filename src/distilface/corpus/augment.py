@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # --- constants -------------------------------------------------------------------------------
 
-SPEED_RANGE = (0.8, 1.2)
+SPEED_RANGE = (0.5, 2.0)  # accepted factors; training draws 0.9-1.1 (AugmentPolicy)
 # Speed and pitch factors are turned into exact ratios of small integers for polyphase resampling.
 MAX_RATIO_DENOMINATOR = 1000
 PITCH_MAX_SEMITONES = 12.0
@@ -71,6 +71,8 @@ MIN_ACTIVE_MS = 10.0
 SPEED_OF_SOUND_M_S = 343.0
 ROOM_WALL_MARGIN_M = 0.4
 ROOM_METHODS = ("image", "statistical")
+MAX_IMAGE_ORDER = 20  # image sources beyond this order are replaced by a diffuse tail
+TAIL_FIT_MS = 10.0
 
 TELEPHONE_RATE_HZ = 8_000
 TELEPHONE_BAND_HZ = (300.0, 3400.0)
@@ -414,6 +416,12 @@ def _statistical_rir(rt60_s: float, dims_m: tuple[float, float, float], distance
 
 def _image_source_rir(rt60_s: float, dims_m: tuple[float, float, float], distance_m: float,
                       rng: np.random.Generator) -> np.ndarray:
+    """pyroomacoustics image sources up to order `MAX_IMAGE_ORDER`, then a diffuse tail.
+
+    A full image-source RIR of a small live room needs order > 100 (seconds of compute); past
+    the time up to which order `MAX_IMAGE_ORDER` is complete, the RIR is continued by Gaussian
+    noise decaying at `rt60_s`, level-matched to the image-source energy just before.
+    """
     try:
         import pyroomacoustics as pra
     except ImportError:
@@ -424,19 +432,38 @@ def _image_source_rir(rt60_s: float, dims_m: tuple[float, float, float], distanc
         absorption, max_order = pra.inverse_sabine(rt60_s, list(dims_m))
     except ValueError:
         raise ValueError(f"RT60 {rt60_s} s is too short for a {dims_m} m room") from None
-    room = pra.ShoeBox(list(dims_m), fs=SAMPLE_RATE_HZ, materials=pra.Material(absorption), max_order=max_order)
+    order = min(max_order, MAX_IMAGE_ORDER)
+    room = pra.ShoeBox(list(dims_m), fs=SAMPLE_RATE_HZ, materials=pra.Material(absorption), max_order=order)
     room.add_source(src)
     room.add_microphone(mic)
     room.compute_rir()
-    return np.asarray(room.rir[0][0], dtype=np.float64)
+    early = np.asarray(room.rir[0][0], dtype=np.float64)
+    if order == max_order:
+        return early
+    # Images of order > N lie at least N * min(dims) / sqrt(3) away, less the room's own size.
+    complete_m = order * min(dims_m) / math.sqrt(3) - max(dims_m)
+    cut = int((complete_m / SPEED_OF_SOUND_M_S) * SAMPLE_RATE_HZ)
+    fit = int(TAIL_FIT_MS * SAMPLE_RATE_HZ / 1000)
+    peak = int(np.argmax(np.abs(early)))
+    cut = min(max(cut, peak + 2 * fit), len(early))
+    level = math.sqrt(np.mean(early[cut - fit:cut] ** 2))
+    n = max(cut + fit, peak + int(rt60_s * SAMPLE_RATE_HZ))
+    t_s = (np.arange(n - cut + fit) - fit) / SAMPLE_RATE_HZ  # 0 at the cut
+    tail = rng.standard_normal(len(t_s)) * level * 10.0 ** (-3.0 * t_s / rt60_s)
+    fade = np.clip(np.arange(len(t_s)) / fit, 0.0, 1.0)  # cross-fade over the fit window
+    out = np.zeros(n)
+    out[:len(early)] = early[:n]
+    out[cut - fit:] = out[cut - fit:] * (1 - fade) + tail * fade
+    return out
 
 
 @dataclass(frozen=True)
 class Room(Augmentation):
     """Reverberation of a simulated shoebox room with reverberation time `rt60_s`.
 
-    method "image": pyroomacoustics image-source method, talker and microphone `distance_m` apart
-    at positions drawn from rng. method "statistical": exponential-decay noise tail whose
+    method "image": pyroomacoustics image-source method (early reflections; a level-matched diffuse
+    tail beyond order `MAX_IMAGE_ORDER`), talker and microphone `distance_m` apart at positions
+    drawn from rng. method "statistical": exponential-decay noise tail whose
     direct-to-reverberant ratio follows from room volume, RT60 and distance (no dependency).
     The IR's direct-path peak is put at lag 0 and the length kept, so timings stay aligned; the
     output has the input's RMS.
@@ -649,7 +676,8 @@ class Clip(Augmentation):
 
     def __post_init__(self):
         if self.drive_db < 0 or not 0 < self.level <= 1.0:
-            raise ValueError(f"clip: need drive_db >= 0 and 0 < level <= 1, got {self.drive_db}, {self.level}")
+            raise ValueError(f"clip: need drive_db >= 0 and 0 < level <= 1, "
+                             f"got {self.drive_db}, {self.level}")
 
     def apply(self, audio, phones, rng):
         peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
@@ -754,6 +782,9 @@ class AugmentPolicy:
     real_ir_exclude: tuple[str, ...] = ("Reverse Gate",)  # energy rises before its peak
     p_noise: float = 0.5
     snr_range_db: tuple[float, float] = (0.0, 30.0)
+    # Clicks carry their power in ~1 % of the samples: at the same SNR they would peak far above
+    # the speech, so their SNR is drawn this much higher.
+    clicks_snr_offset_db: float = 15.0
     noise_weights: dict[str, float] = field(default_factory=lambda: {
         "white": 1.0, "pink": 2.0, "brown": 1.0, "babble": 3.0, "hum": 1.0, "clicks": 1.0})
     p_gain: float = 0.3
@@ -802,13 +833,17 @@ def sample_chain(rng: np.random.Generator, policy: AugmentPolicy) -> list[dict]:
             dims = ROOM_SIZES_M[int(rng.integers(len(ROOM_SIZES_M)))]
             max_distance = min(policy.distance_range_m[1], min(dims[:2]) - 2 * ROOM_WALL_MARGIN_M)
             distance = _uniform(rng, (min(policy.distance_range_m[0], max_distance), max_distance))
-            chain.append(Room(_uniform(rng, policy.rt60_range_s), dims, distance, policy.room_method).to_spec())
+            rt60_s = _uniform(rng, policy.rt60_range_s)
+            chain.append(Room(rt60_s, dims, distance, policy.room_method).to_spec())
     if on["noise"]:
         kinds = sorted(policy.noise_weights)
         weights = np.asarray([policy.noise_weights[k] for k in kinds], dtype=np.float64)
         noise = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
         mains_hz = MAINS_HZ[int(rng.integers(len(MAINS_HZ)))]
-        chain.append(Noise(noise, _uniform(rng, policy.snr_range_db, 1), mains_hz=mains_hz).to_spec())
+        snr_db = _uniform(rng, policy.snr_range_db, 1)
+        if noise == "clicks":
+            snr_db += policy.clicks_snr_offset_db
+        chain.append(Noise(noise, snr_db, mains_hz=mains_hz).to_spec())
     if on["gain"]:
         chain.append(Gain(_uniform(rng, policy.gain_range_db, 1)).to_spec())
     if on["clip"]:

@@ -48,6 +48,7 @@ ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-
 ASTERISK_SOURCE = "asterisk-en"
 ASTERISK_VOICE = "asterisk-en/female1"
 
+_NOTE = re.compile(r"\[[^\]]*\]|\([^)]*\)|<[^>]*>")  # non-speech notes in transcripts
 SplitFn = Callable[[str, str], str]  # (utterance id, speaker) -> "train" | "val" | "test"
 
 
@@ -61,6 +62,7 @@ class _Item:
     source: str
     language: str
     src: str  # where it came from, for the manifest's extra field
+    lexicon: dict[str, str] | None = None  # extra pronunciations for align_phones
 
     @property
     def key(self) -> str:
@@ -94,8 +96,8 @@ def _safe_id(text: str) -> str:
 
 # ----------------------------------------------------------------------------- discovery
 
-def _find_items(src_dir: Path, language: str, source: str, split_fn: SplitFn
-                ) -> tuple[list[_Item], list[dict[str, str]]]:
+def _find_items(src_dir: Path, language: str, source: str, split_fn: SplitFn,
+                lexicon: dict[str, str] | None) -> tuple[list[_Item], list[dict[str, str]]]:
     items: list[_Item] = []
     problems: list[dict[str, str]] = []
 
@@ -107,7 +109,7 @@ def _find_items(src_dir: Path, language: str, source: str, split_fn: SplitFn
         if split not in SPLITS:
             raise ValueError(f"split_fn returned {split!r} for {utt_id}; expected one of {SPLITS}")
         items.append(_Item(utt_id, str(audio), text.strip(), f"{source}/{speaker}", split,
-                           source, language, src))
+                           source, language, src, lexicon))
 
     def audio_for(folder: Path, stem: str) -> Path | None:
         for ext in AUDIO_EXTENSIONS:
@@ -158,7 +160,7 @@ def _ingest_one(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
         if not item.text:
             raise AlignmentError("empty transcript")
         audio = load_audio(item.audio_path)
-        phones = align_phones(audio, item.text)
+        phones = align_phones(audio, item.text, item.lexicon)
     except (AudioError, AlignmentError) as e:
         return {"id": item.id, "reason": str(e)}
     except Exception as e:  # one bad file must not stop a long ingest
@@ -243,12 +245,13 @@ def _ingest(items: list[_Item], problems: list[dict[str, str]], out_dir: Path,
 
 def ingest_folder(src_dir: str | Path, out_dir: str | Path, *, language: str = "en",
                   split_fn: SplitFn | None = None, workers: int = 2,
-                  source: str | None = None) -> Path:
+                  source: str | None = None, lexicon: dict[str, str] | None = None) -> Path:
     """Ingest a folder of transcribed speech (LibriSpeech layout or x.wav + x.txt pairs).
 
     `split_fn(utt_id, speaker) -> split`; the default splits by speaker with `hash_split`
     (80/10/10). `source` names the corpus in the manifest (default: the folder's name); voices
-    are "<source>/<speaker>". Only English can be aligned. Returns the manifest's path.
+    are "<source>/<speaker>". `lexicon` adds pronunciations for words CMUdict lacks (see
+    `align.align_phones`). Only English can be aligned. Returns the manifest's path.
     Raises ValueError for an unsupported language or a folder without transcripts.
     """
     if language.split("-")[0].lower() != "en":
@@ -257,7 +260,7 @@ def ingest_folder(src_dir: str | Path, out_dir: str | Path, *, language: str = "
     if not src_dir.is_dir():
         raise ValueError(f"{src_dir}: not a folder")
     items, problems = _find_items(src_dir, language, source or src_dir.resolve().name,
-                                  split_fn or _default_split)
+                                  split_fn or _default_split, lexicon)
     if not items and not problems:
         raise ValueError(f"{src_dir}: no transcripts found (*.trans.txt or x.txt next to x.wav)")
     return _ingest(items, problems, Path(out_dir), workers)
@@ -268,8 +271,8 @@ def ingest_folder(src_dir: str | Path, out_dir: str | Path, *, language: str = "
 def read_asterisk_transcripts(path: Path = ASTERISK_TRANSCRIPTS) -> dict[str, str]:
     """core-sounds-en.txt.gz -> {prompt name: transcript}; ';' lines are comments.
 
-    Bracketed notes are removed ("at [@]" -> "at"); prompts that are only a note
-    ("[this is a simple beep tone]") map to "".
+    Notes in brackets, parentheses or angle brackets are removed ("at [@]" -> "at"); prompts
+    that are only a note ("[this is a simple beep tone]", "(1 second of silence)") map to "".
     """
     out: dict[str, str] = {}
     with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
@@ -278,7 +281,7 @@ def read_asterisk_transcripts(path: Path = ASTERISK_TRANSCRIPTS) -> dict[str, st
             if not line or line.startswith(";") or ":" not in line:
                 continue
             name, _, text = line.partition(":")
-            out[name.strip()] = re.sub(r"\s+", " ", re.sub(r"\[[^\]]*\]", " ", text)).strip()
+            out[name.strip()] = re.sub(r"\s+", " ", _NOTE.sub(" ", text)).strip()
     return out
 
 
@@ -299,9 +302,27 @@ def _asterisk_items() -> tuple[list[_Item], list[dict[str, str]]]:
         else:
             split = hash_split("asterisk-en:" + " ".join(normalize_text(text)))
             items.append(_Item(utt_id, str(audio), text, ASTERISK_VOICE, split, ASTERISK_SOURCE,
-                               "en", name))
+                               "en", name, ASTERISK_LEXICON))
     return items, problems
 
+
+# Words of the Asterisk transcripts that CMUdict lacks (arpabet39). Misspellings in the transcript
+# ("exclaimation", "witheld") get the pronunciation of the word the speaker actually said.
+ASTERISK_LEXICON: dict[str, str] = {
+    "unmute": "ah n m y uw t", "unmuted": "ah n m y uw t ih d", "umute": "ah n m y uw t",
+    "undelete": "ah n d ih l iy t", "undeleted": "ah n d ih l iy t ih d",
+    "rerecord": "r iy r ih k ao r d", "pbx": "p iy b iy eh k s", "iax": "ay ey eh k s",
+    "ivr": "ay v iy aa r", "3d": "th r iy d iy", "www": "d ah b ah l y uw d ah b ah l y uw d ah b "
+    "ah l y uw", "touchtone": "t ah ch t ow n", "lowercase": "l ow er k ey s",
+    "uppercase": "ah p er k ey s", "xray": "eh k s r ey", "forevermore": "f er eh v er m ao r",
+    "prepend": "p r iy p eh n d", "prepending": "p r iy p eh n d ih ng",
+    "semicolon": "s eh m iy k ow l ah n", "caret": "k ae r ah t", "backtick": "b ae k t ih k",
+    "decending": "d ih s eh n d ih ng", "represenatives": "r eh p r ah z eh n t ah t ih v z",
+    "indentified": "ay d eh n t ah f ay d", "witheld": "w ih th hh eh l d",
+    "exclaimation": "eh k s k l ah m ey sh ah n", "fourtieth": "f ao r t iy ih th",
+    "digium": "d ih jh iy ah m", "dahdi": "d aa d iy", "mgcp": "eh m jh iy s iy p iy",
+    "unistim": "y uw n ih s t ih m",
+}
 
 RECIPES: dict[str, Callable[[], tuple[list[_Item], list[dict[str, str]]]]] = {
     "asterisk-en": _asterisk_items,

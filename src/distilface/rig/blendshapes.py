@@ -219,7 +219,7 @@ def build_blendshapes(vertices_mm: np.ndarray, triangles: np.ndarray) -> tuple[n
     pucker = np.zeros_like(v)
     pucker[:, 0] = 0.35 * to_center_x * f_mouth  # corners come ~8.5 mm in each
     pucker[:, 2] = 8.0 * f_mouth ** 1.5  # lips push forward, most at the lips themselves
-    pucker[:, 1] = -0.8 * f_upper + 0.8 * f_lower  # pressed together a little
+    pucker[:, 1] = -0.15 * f_upper + 0.15 * f_lower  # pressed together: closes the rest gap
     deltas["mouthPucker"] = pucker
     funnel = np.zeros_like(v)
     funnel[:, 0] = 0.22 * to_center_x * f_mouth
@@ -241,7 +241,7 @@ def build_blendshapes(vertices_mm: np.ndarray, triangles: np.ndarray) -> tuple[n
     for side, sign, corner in (("Left", 1.0, OUTER_CORNERS[1]), ("Right", -1.0, OUTER_CORNERS[0])):
         f_corner = _bump(v, v[corner], 20.0)  # (V,)
         half = _side_weight(x, sign)  # (V,)
-        deltas[f"mouthSmile{side}"] = f_corner[:, None] * np.array([sign * 5.0, 6.0, -3.0])
+        deltas[f"mouthSmile{side}"] = f_corner[:, None] * np.array([sign * 6.0, 8.0, -3.0])
         cheek = _bump(v, v[LEFT_CHEEK_PUFF if sign > 0 else RIGHT_CHEEK_PUFF] + [0, 8.0, 0], 22.0)
         deltas[f"mouthSmile{side}"] += cheek[:, None] * np.array([sign * 1.0, 2.0, 1.5])
         deltas[f"mouthFrown{side}"] = f_corner[:, None] * np.array([sign * 1.0, -5.0, 0.0])
@@ -287,7 +287,8 @@ def build_blendshapes(vertices_mm: np.ndarray, triangles: np.ndarray) -> tuple[n
     squint_center = {}
     for side, sign in (("Left", 1.0), ("Right", -1.0)):
         puff_center = v[LEFT_CHEEK_PUFF if sign > 0 else RIGHT_CHEEK_PUFF] + [sign * 3.0, -6.0, 0.0]
-        puff += 8.0 * _bump(v, puff_center, 30.0)[:, None] * normals
+        f_puff = _bump(v, puff_center, 30.0)[:, None]
+        puff += 6.0 * f_puff * normals + f_puff * np.array([sign * 4.0, 0.0, 0.0])  # wider from the front
         squint_center[side] = v[LEFT_CHEEK_BONE if sign > 0 else RIGHT_CHEEK_BONE] + [0.0, -6.0, 0.0]
     puff += f_mouth[:, None] * np.array([0.0, 0.0, 1.5])  # lips pushed out by the air
     deltas["cheekPuff"] = puff

@@ -41,18 +41,20 @@ LIP_RGB = np.array([0.76, 0.42, 0.42])
 SCLERA_RGB = np.array([0.93, 0.92, 0.90])
 IRIS_RGB = (0.23, 0.16, 0.11)
 CAVITY_RGB = (0.22, 0.05, 0.06)
-TEETH_RGB = (0.94, 0.92, 0.86)
+TEETH_RGB = (0.84, 0.82, 0.76)  # in the mouth's shade
+TEETH_EDGE_RGB = (0.55, 0.50, 0.46)
 BACKGROUND_RGB = (0.17, 0.18, 0.21)
 LIGHT_DIR = np.array([-0.35, 0.45, 1.0]) / np.linalg.norm([-0.35, 0.45, 1.0])  # from upper left front
 AMBIENT = 0.28
 VIEW_MARGIN_MM = 6.0
+JAW_ROOM_MM = 16.0  # extra room below the chin: jawOpen=1 drops it ~15 mm
 IRIS_RADIUS_MM = 5.5
 # Teeth, relative to the rest mid inner lips (mm): upper incisor edge just above the lip line,
 # lower teeth hang from the jaw. Half-width covers the canines.
 TEETH_HALF_WIDTH_MM = 17.0
 TEETH_HEIGHT_MM = 10.0
-UPPER_TEETH_EDGE_MM = 1.0  # below the upper lip's rest height
-LOWER_TEETH_EDGE_MM = 1.5  # below the lower lip's rest height
+UPPER_TEETH_EDGE_MM = 3.0  # below the upper lip's rest height (overbite over the lower teeth)
+LOWER_TEETH_EDGE_MM = 0.5  # below the lower lip's rest height
 TEETH_SET_BACK_MM = 4.0  # behind the lips, so they only show inside the cavity
 JAW_CHANNELS = ("jawOpen", "jawForward", "jawLeft", "jawRight")
 DPI = 100
@@ -76,6 +78,8 @@ class _Renderer:
         openings = bs.opening_triangles(self.tris)  # what is left of them: the eyes
         outer_lip = np.array(bs.UPPER_OUTER_LIP + bs.LOWER_OUTER_LIP[::-1])
         lip_region = MplPath(rig.neutral_mm[outer_lip, :2])
+        # Points on the outline count as inside; the sign of `radius` that grows the path depends
+        # on its winding, so take both.
         inside = lip_region.contains_points(rig.neutral_mm[:, :2], radius=0.5) | lip_region.contains_points(
             rig.neutral_mm[:, :2], radius=-0.5)
         is_lip = inside[self.tris].all(axis=1)
@@ -89,6 +93,7 @@ class _Renderer:
         self.rot = np.array([[np.cos(yaw), 0.0, np.sin(yaw)], [0.0, 1.0, 0.0], [-np.sin(yaw), 0.0, np.cos(yaw)]])
         xy = self._project(rig.neutral_mm)[:, :2]
         lo, hi = xy.min(axis=0) - VIEW_MARGIN_MM, xy.max(axis=0) + VIEW_MARGIN_MM
+        lo[1] -= JAW_ROOM_MM
         half = 0.5 * (hi - lo).max()
         mid = 0.5 * (lo + hi)
 
@@ -104,8 +109,9 @@ class _Renderer:
         self.cavity = Polygon(np.zeros((3, 2)), closed=True, facecolor=CAVITY_RGB, edgecolor=CAVITY_RGB,
                               linewidth=0.3, zorder=1)
         ax.add_patch(self.cavity)
-        self.teeth = [Polygon(np.zeros((4, 2)), closed=True, facecolor=TEETH_RGB, edgecolor="none", zorder=2)
-                      for _ in range(2)]
+        # upper teeth over the lower ones (overbite): zorder 2.1 vs 2
+        self.teeth = [Polygon(np.zeros((4, 2)), closed=True, facecolor=TEETH_RGB, edgecolor=TEETH_EDGE_RGB,
+                              linewidth=0.6, zorder=z) for z in (2.1, 2.0)]
         for t in self.teeth:
             ax.add_patch(t)
             t.set_clip_path(self.cavity)
@@ -283,8 +289,10 @@ def plot_lip_trajectory(curves_by_label: dict[str, Curves], phones: list[PhoneSe
     ax.set_xlabel("time (s)")
     ax.set_ylabel("lip height (mm, rest mouth line = 0)")
     if title:
-        ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=7, ncol=max(1, len(curves_by_label)))
+        ax.set_title(title, loc="left")
+    # above the axes, so it never hides a curve
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False,
+              ncol=2 * max(1, len(curves_by_label)))
     fig.tight_layout()
     out_png = Path(out_png)
     with atomic_path(out_png) as tmp:
