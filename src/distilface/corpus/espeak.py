@@ -19,6 +19,10 @@ Two corrections turn espeak's phone events into lip-relevant timings:
 2. Mapping. IPA names are mapped to arpabet39 with `IPA_TO_ARPABET` (nearest sound, keeping height
    and lip rounding; some espeak phones are two arpabet phones and their interval is split evenly).
 
+Determinism: espeak-ng's pitch flutter keeps a phase between calls, so voices run from a private
+data tree whose variants have `flutter 0` (see `_private_data_dir`), and rand() is re-seeded before
+each call. The same text and voice then give identical phone timings on every call, in every process.
+
 Formant factor: `params["formant"] = k` plays the 22050 Hz output as if it were 22050*k Hz
 (all formants and f0 times k, durations / k); timings are rescaled exactly. The rate is pre-scaled by
 k so the speaking rate stays about the same. Deterministic: no randomness anywhere.
@@ -26,11 +30,15 @@ k so the speaking rate stays about the same. Deterministic: no randomness anywhe
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import logging
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -44,6 +52,7 @@ ESPEAK_RATE_HZ = 22_050  # fixed by espeak-ng; checked against espeak_Initialize
 DEFAULT_RATE_WPM = 175
 DEFAULT_PITCH = 50
 DEFAULT_RANGE = 50
+PLAIN_VARIANT = "plain"  # written into the private data dir: default voice, flutter off
 
 # --- libespeak-ng ABI (speak_lib.h, API revision 12) ---------------------------------------------
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -153,7 +162,7 @@ class EspeakParams:
 class _Library:
     """libespeak-ng, initialised once per process (a forked worker reuses its copy)."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_path: bytes | None = None) -> None:
         path = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
         self.lib = ctypes.CDLL(path)
         self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint,
@@ -161,7 +170,7 @@ class _Library:
                                           ctypes.c_void_p, ctypes.c_void_p]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
+        rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path,
                                           _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA)
         if rate != ESPEAK_RATE_HZ:
             raise EngineError(f"espeak-ng: initialisation returned {rate}, expected {ESPEAK_RATE_HZ}")
@@ -187,7 +196,8 @@ class _Library:
               ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
         with self.lock:
             self.chunks, self.events = [], []
-            if self.lib.espeak_SetVoiceByName(voice_name.encode()) != 0:
+            _libc.srand(0)  # espeak-ng's breath/aspiration noise uses rand()
+            if self.lib.espeak_SetVoiceByName(espeak_voice_name(voice_name).encode()) != 0:
                 raise EngineError(f"espeak-ng: unknown voice {voice_name!r}")
             for param, value in ((_PARAM_RATE, rate), (_PARAM_PITCH, pitch), (_PARAM_RANGE, range_),
                                  (_PARAM_VOLUME, 100), (_PARAM_WORDGAP, 0)):
@@ -205,14 +215,57 @@ class _Library:
 
 _library: _Library | None = None
 _library_lock = threading.Lock()
+_libc = ctypes.CDLL(None)
+
+
+def _system_data_dir() -> Path:
+    for candidate in (Path("/usr/lib/x86_64-linux-gnu/espeak-ng-data"),
+                      Path("/usr/lib/aarch64-linux-gnu/espeak-ng-data"),
+                      Path("/usr/share/espeak-ng-data"), Path("/usr/local/share/espeak-ng-data")):
+        if (candidate / "phontab").is_file():
+            return candidate
+    raise EngineError("espeak-ng: no espeak-ng-data directory found")
+
+
+def _private_data_dir() -> Path:
+    """A per-process espeak-ng data tree: the system one, with flutter off in every variant.
+
+    espeak-ng's pitch flutter runs on a phase that survives between calls (no API resets it), so
+    the same text gives phone boundaries a few samples apart on each call. With `flutter 0` in
+    every variant (and `+plain` for voices without one) timings are identical call after call."""
+    system = _system_data_dir()
+    root = Path(tempfile.mkdtemp(prefix="distilface-espeak-"))
+    atexit.register(shutil.rmtree, root, True)
+    data = root / "espeak-ng-data"
+    data.mkdir()
+    for entry in system.iterdir():
+        if entry.name != "voices":
+            (data / entry.name).symlink_to(entry)
+    (data / "voices").mkdir()
+    for entry in (system / "voices").iterdir():
+        if entry.name != "!v":
+            (data / "voices" / entry.name).symlink_to(entry)
+    variants = data / "voices" / "!v"
+    variants.mkdir()
+    for entry in (system / "voices" / "!v").iterdir():
+        if entry.is_file():
+            text = entry.read_text(encoding="utf-8", errors="replace")
+            (variants / entry.name).write_text(f"{text}\nflutter 0\n", encoding="utf-8")
+    (variants / PLAIN_VARIANT).write_text(f"language variant\nname {PLAIN_VARIANT}\nflutter 0\n")
+    return root
 
 
 def _get_library() -> _Library:
     global _library
     with _library_lock:
         if _library is None:
-            _library = _Library()
+            _library = _Library(str(_private_data_dir()).encode())
         return _library
+
+
+def espeak_voice_name(name: str) -> str:
+    """The name given to espeak-ng: a voice without a variant gets the flutter-free `+plain`."""
+    return name if "+" in name else f"{name}+{PLAIN_VARIANT}"
 
 
 def map_phone(ipa: str, language: str) -> tuple[str, ...]:

@@ -98,7 +98,8 @@ def make_plan(cfg: SynthConfig) -> list[dict]:
     if not voices:
         raise RuntimeError("no speech engine available: install espeak-ng (see README)")
     splits = split_voices(voices, cfg)
-    policy = augment.AugmentPolicy()
+    # augment_fraction already picked the utterances: every chain sampled here is non-empty.
+    policy = augment.AugmentPolicy(p_augment=1.0, real_ir_fraction=0.3)
     plan: list[dict] = []
     for li, lang in enumerate(cfg.languages):
         lang_voices = sorted((v for v in voices if v.language == lang), key=lambda v: v.id)
