@@ -21,11 +21,12 @@ def _corpus_synth(a: argparse.Namespace) -> None:
 
 
 def _corpus_check(a: argparse.Namespace) -> None:
-    from distilface.corpus.check import check_corpus, write_report
+    from distilface.corpus.check import check_corpus, format_markdown, write_check_report
 
     report = check_corpus(a.manifest, per_source=a.per_source, seed=a.seed, workers=a.workers)
-    write_report(report, a.out)
-    print(json.dumps(report, indent=2))
+    if a.out:
+        write_check_report(report, f"{a.out}.json", f"{a.out}.md")
+    print(format_markdown(report))
 
 
 def _corpus_ingest(a: argparse.Namespace) -> None:

@@ -102,16 +102,17 @@ def summarize(errors_ms: list[float]) -> dict[str, Any]:
             "mean_signed_ms": round(float(np.mean(e)), 2)}
 
 
-def _check_one(job: tuple[str, str, str, str]) -> dict[str, Any]:
+def _check_one(job: tuple[str, str, str, str, str]) -> dict[str, Any]:
     """Worker: align one utterance -> {'id', 'errors': {group: [...]}} or {'id', 'error': why}."""
-    utt_id, audio_path, phones_path, text = job
+    utt_id, audio_path, phones_path, text, source = job
     from distilface.audio import AudioError, load_audio
     from distilface.corpus.align import AlignmentError, align_phones
+    from distilface.corpus.ingest import RECIPE_LEXICONS
     from distilface.phones import read_phones
 
     try:
         ref = read_phones(phones_path)
-        hyp = align_phones(load_audio(audio_path), text)
+        hyp = align_phones(load_audio(audio_path), text, RECIPE_LEXICONS.get(source))
     except (AlignmentError, AudioError, ValueError, OSError) as e:
         return {"id": utt_id, "error": f"{type(e).__name__}: {e}"}
     return {"id": utt_id, "errors": boundary_errors(ref, hyp)}
@@ -166,7 +167,7 @@ def check_corpus(manifest_path: str | Path, per_source: int = 30, seed: int = 0,
     for source, utts in chosen.items():
         for u in utts:
             jobs.append((u.id, str(resolve(manifest_path, u.audio)),
-                         str(resolve(manifest_path, u.phones)), u.text))
+                         str(resolve(manifest_path, u.phones)), u.text, source))
             job_source[u.id] = source
 
     results: list[dict[str, Any]] = []

@@ -324,6 +324,9 @@ ASTERISK_LEXICON: dict[str, str] = {
     "unistim": "y uw n ih s t ih m",
 }
 
+# Extra pronunciations by manifest source, for tools that re-align a recipe's audio (corpus check).
+RECIPE_LEXICONS: dict[str, dict[str, str]] = {ASTERISK_SOURCE: ASTERISK_LEXICON}
+
 RECIPES: dict[str, Callable[[], tuple[list[_Item], list[dict[str, str]]]]] = {
     "asterisk-en": _asterisk_items,
 }
