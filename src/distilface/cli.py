@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         args.func(args)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
     except (AudioError, FileNotFoundError, ValueError) as e:
         # Expected user errors: one clear line, no traceback (use -v to see where it came from).
         if args.verbose:

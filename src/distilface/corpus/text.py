@@ -23,7 +23,7 @@ FORTUNE_DIRS: dict[str, Path] = {
     "es": Path("/usr/share/games/fortunes/es"),
 }
 MIN_WORDS = 4
-MAX_WORDS = 22
+MAX_WORDS = 16  # keeps utterances under ~6 s: one sentence per alignment, readable plots
 _ALLOWED = {
     "en": re.compile(r"^[A-Za-z' ,.;:!?\-]+$"),
     "de": re.compile(r"^[A-Za-zÄÖÜäöüß' ,.;:!?\-]+$"),

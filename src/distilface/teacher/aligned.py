@@ -6,8 +6,8 @@ and a dominance function (Cohen & Massaro 1993): constant `magnitude` while the 
 decaying exponentially before it (anticipation) and after it (carryover). Every channel is the
 dominance-weighted mean of all targets, so
 
-- /p b m/ have a large magnitude and short time constants: inside their closure they outweigh
-  their neighbours ~30:1, the lips close, and they open into the next vowel within ~20 ms;
+- /p b m/ seal the lips (mouthClose follows jawOpen while they dominate) and have a large magnitude and short time constants: inside their closure they outweigh
+  their neighbours ~12:1, the lips close, and they open into the next vowel within ~25 ms;
 - lip rounding and jaw opening have longer anticipation on some targets, so they start before
   the vowel, as in real speech;
 - silence is a rest-pose target whose magnitude grows with the pause length, so the face rests
@@ -37,6 +37,8 @@ TEACHER_VERSION = 1
 _MAX_REACH_S = 1.0
 # A pause reaches full rest-pose dominance once it is this long.
 _FULL_REST_PAUSE_S = 0.3
+_JAW = ARKIT_52.index("jawOpen")
+_CLOSE = ARKIT_52.index("mouthClose")
 
 
 @dataclass
@@ -56,6 +58,7 @@ class _Target:
     magnitude: float
     anticipation_s: np.ndarray  # (52,) per-channel time constants
     carryover_s: np.ndarray  # (52,)
+    seal_lips: bool = False
 
 
 class AlignedTeacher:
@@ -85,7 +88,8 @@ class AlignedTeacher:
             ant[ARKIT_52.index(channel)] = ms / 1000.0
         car = np.full(len(ARKIT_52), v["carryover_ms"] / 1000.0)
         return {"pose": pose, "magnitude": float(v["magnitude"]), "anticipation_s": ant,
-                "carryover_s": car, "min_plateau_s": v.get("min_plateau_ms", 0) / 1000.0}
+                "carryover_s": car, "min_plateau_s": v.get("min_plateau_ms", 0) / 1000.0,
+                "seal_lips": bool(v.get("seal_lips", False))}
 
     def config(self) -> dict[str, Any]:
         return {"name": "aligned", "id": self.id, **asdict(self.cfg)}
@@ -108,7 +112,8 @@ class AlignedTeacher:
                 magnitude = v["magnitude"]
                 if seg.phone == SILENCE:
                     magnitude *= min(1.0, seg.duration_s / _FULL_REST_PAUSE_S)
-                targets.append(_Target(start, end, v["pose"], magnitude, v["anticipation_s"], v["carryover_s"]))
+                targets.append(_Target(start, end, v["pose"], magnitude, v["anticipation_s"],
+                                       v["carryover_s"], v["seal_lips"]))
                 t0 = t1
         return targets
 
@@ -119,6 +124,7 @@ class AlignedTeacher:
         den = np.zeros_like(num)
         # Frames beyond the phones (or before them) rest: a weak rest target everywhere.
         den += 1e-3
+        seal = np.zeros(len(times_s))  # dominance of lip-sealing targets on the jaw channel
         for tg in self._targets(phones):
             lo, hi = np.searchsorted(times_s, [tg.start_s - _MAX_REACH_S, tg.end_s + _MAX_REACH_S])
             t = times_s[lo:hi, None]  # (t, 1)
@@ -127,7 +133,14 @@ class AlignedTeacher:
             w = tg.magnitude * np.exp(-before / tg.anticipation_s - after / tg.carryover_s)  # (t, 52)
             num[lo:hi] += w * tg.pose
             den[lo:hi] += w
-        return np.clip(num / den, 0.0, 1.0).astype(np.float32)
+            if tg.seal_lips:
+                seal[lo:hi] += w[:, _JAW]
+        values = num / den
+        # ARKit's mouthClose closes the lips against an open jaw: while a bilabial dominates,
+        # the jaw may stay partly open (pulled by the next vowel) but the lips must meet.
+        share = seal / den[:, _JAW]
+        values[:, _CLOSE] = np.maximum(values[:, _CLOSE], share * values[:, _JAW])
+        return np.clip(values, 0.0, 1.0).astype(np.float32)
 
     # -- optional expression ----------------------------------------------------------------------
     def _expression(self, values: np.ndarray, fps: float, utterance_id: str) -> None:
