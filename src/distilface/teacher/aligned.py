@@ -6,8 +6,10 @@ and a dominance function (Cohen & Massaro 1993): constant `magnitude` while the 
 decaying exponentially before it (anticipation) and after it (carryover). Every channel is the
 dominance-weighted mean of all targets, so
 
-- /p b m/ seal the lips (mouthClose follows jawOpen while they dominate) and have a large magnitude and short time constants: inside their closure they outweigh
-  their neighbours ~12:1, the lips close, and they open into the next vowel within ~25 ms;
+- /p b m/ have a large magnitude and short time constants: inside their closure they outweigh
+  their neighbours ~12:1 and open into the next vowel within ~25 ms; they also seal the lips
+  (mouthClose follows jawOpen in proportion to their share), so the lips meet even while the
+  next vowel already pulls the jaw open;
 - lip rounding and jaw opening have longer anticipation on some targets, so they start before
   the vowel, as in real speech;
 - silence is a rest-pose target whose magnitude grows with the pause length, so the face rests
