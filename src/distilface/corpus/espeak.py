@@ -271,8 +271,13 @@ def espeak_voice_name(name: str) -> str:
 def map_phone(ipa: str, language: str) -> tuple[str, ...]:
     """espeak-ng IPA phone name -> arpabet39 phones. Raises KeyError for an unmapped name."""
     lang = language.split("-")[0]
-    value = _LANGUAGE_OVERRIDES.get(lang, {}).get(ipa, IPA_TO_ARPABET.get(ipa))
-    if value is None:
+    # Some voices write length as an ASCII colon ("a:"); length never changes the viseme, so a
+    # long vowel missing from the table falls back to its short form.
+    for name in (ipa, ipa.replace(":", "ː"), ipa.replace(":", "").replace("ː", "")):
+        value = _LANGUAGE_OVERRIDES.get(lang, {}).get(name, IPA_TO_ARPABET.get(name))
+        if value is not None:
+            break
+    else:
         raise KeyError(ipa)
     return (value,) if isinstance(value, str) else value
 

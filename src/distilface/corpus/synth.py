@@ -140,7 +140,11 @@ def _init_worker(seed: int) -> None:
     rng = random.Random(_seed_of(seed, "babble"))
     _babble = []
     for _ in range(12 if voices else 0):
-        _babble.append(synthesize(sentences[rng.randrange(len(sentences))], rng.choice(voices)).audio)
+        text, voice = sentences[rng.randrange(len(sentences))], rng.choice(voices)
+        try:  # an initializer that raises would make the pool respawn workers forever
+            _babble.append(synthesize(text, voice).audio)
+        except EngineError as e:
+            log.warning("babble pool: skipped %s: %s", voice.id, e)
 
 
 def _make_utterance(args: tuple[Path, dict]) -> dict:
