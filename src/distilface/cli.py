@@ -65,6 +65,14 @@ def _render(a: argparse.Namespace) -> None:
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
 
 
+def _train(a: argparse.Namespace) -> None:
+    from distilface.train import load_config, train
+
+    cfg = load_config(a.config, a.set or [])
+    best = train(cfg, a.out)
+    print(f"best checkpoint: {best}")
+
+
 def _demo(a: argparse.Namespace) -> None:
     from distilface.demo import run_demo
 
@@ -131,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-frames", type=int, default=None)
     r.add_argument("--size", type=int, default=256, help="frame size in pixels")
     r.set_defaults(func=_render)
+
+    t = sub.add_parser("train", help="distil teacher labels into a student (resumes a killed run)")
+    t.add_argument("--config", default=None, help="TOML file (see configs/)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.steps=100 --set student.channels=72")
+    t.add_argument("--out", required=True, help="run folder")
+    t.set_defaults(func=_train)
 
     d = sub.add_parser("demo", help="the main job on the shipped default: corpus -> teacher -> render")
     d.add_argument("--out", default="runs/demo")

@@ -1,0 +1,287 @@
+"""`distilface train`: distil teacher labels into a student (stage `hetero`, and fine-tuning).
+
+Losses are named terms with weights from the config (paper eq. 1-4): reconstruction
+L_rec = mean_t ||r_s - r_t||^2 and velocity L_vel = mean_t ||v_s - v_t||^2 with v_t = r_t - r_{t-1},
+both summed over channels. Frames come in chunks one encoder step (20 ms) apart, so the encoder
+runs once per chunk and the velocity is taken between neighbouring frames of a chunk.
+
+The run folder holds `config.json`, `last.pt` (resume point), `best.pt` (best validation),
+`history.jsonl` and `training_curves.png`. A killed run started again with the same command
+continues from `last.pt`; batches depend only on (seed, step), so the data order is the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from distilface.checkpoint import load_student, read_checkpoint, save_checkpoint
+from distilface.dataset import TRAIN_FPS, ChunkSampler, PackedSplit, pack_split
+from distilface.fileio import read_json, read_jsonl, write_json, write_jsonl
+from distilface.student import Student, StudentConfig, frame_starts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LossWeights:
+    rec: float = 1.0
+    vel: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    steps: int = 20_000
+    batch_chunks: int = 16  # chunks per step
+    chunk_frames: int = 32  # frames per chunk (20 ms apart): 512 frames per step
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup_steps: int = 500
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "hetero"  # hetero | finetune (same losses; finetune starts from `init`)
+    manifest: str = ""
+    labels: str = ""  # label folder at 50 fps
+    train_split: str = "train"
+    val_split: str = "val"
+    sources: list[str] | None = None  # restrict to these manifest sources
+    init: str | None = None  # checkpoint to start from (fine-tuning)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    val_every: int = 500
+    val_utterances: int = 100
+    checkpoint_every: int = 100
+    seed: int = 0
+    threads: int = 2
+
+
+def _compatible(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return isinstance(value, type(default))
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    """Dataclass from a dict, checking names and types against the defaults."""
+    defaults = cls()
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ValueError(f"{where}: unknown option {key!r} (known: {', '.join(names)})")
+        default = getattr(defaults, key)
+        if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{key}: expected a table")
+            value = _build(type(default), value, f"{where}.{key}")
+        elif default is not None and not _compatible(value, default):
+            raise ValueError(f"{where}.{key}: expected {type(default).__name__}, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """TOML config file + `section.key=value` overrides (values parsed as TOML)."""
+    data: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        if not _:
+            raise ValueError(f"override {item!r}: expected key=value")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare string
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return _build(TrainConfig, data, str(path or "config"))
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    d["student"] = cfg.student.to_dict()
+    return d
+
+
+# -- losses -------------------------------------------------------------------------------------
+def distill_losses(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """pred, target: (B, F, channels) -> named loss terms (unweighted)."""
+    rec = ((pred - target) ** 2).sum(-1).mean()
+    vel = (((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])) ** 2).sum(-1).mean()
+    return {"rec": rec, "vel": vel}
+
+
+def lr_at(step: int, o: OptimConfig) -> float:
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    progress = (step - o.warmup_steps) / max(o.steps - o.warmup_steps, 1)
+    return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+# -- steps --------------------------------------------------------------------------------------
+def train_step(model: Student, opt: torch.optim.Optimizer, audio: torch.Tensor, target: torch.Tensor,
+               cfg: TrainConfig) -> dict[str, float]:
+    model.train()
+    b, f, _ = target.shape
+    pred = model.forward_chunks(audio, f)["out"].view(b, f, -1)
+    terms = distill_losses(pred, target)
+    loss = sum(getattr(cfg.loss, k) * v for k, v in terms.items())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+    opt.step()
+    return {"loss": float(loss), **{k: float(v) for k, v in terms.items()}}
+
+
+@torch.no_grad()
+def eval_step(model: Student, data: PackedSplit, indices: list[int], phones_of: dict) -> dict[str, float]:
+    """Validation on whole utterances at the label rate: MSE vs teacher, PBM, open vowels."""
+    from distilface.curves import Curves
+    from distilface.metrics import LipSyncScores, score_curves
+
+    model.eval()
+    se, count = 0.0, 0
+    scores = LipSyncScores()
+    for i in indices:
+        audio = torch.from_numpy(data.utterance_audio(i))
+        target = data.labels[i]
+        pred = model.forward_frames(audio, frame_starts(len(target), TRAIN_FPS, model.cfg)).numpy()
+        se += float(((pred - target) ** 2).mean()) * len(target)
+        count += len(target)
+        if data.ids[i] in phones_of:
+            scores.add(score_curves(Curves(TRAIN_FPS, data.names, pred), phones_of[data.ids[i]]))
+    return {"val_mse": se / max(count, 1), "val_pbm": scores.pbm_accuracy,
+            "val_open": scores.open_vowel_accuracy}
+
+
+def _better(a: dict, b: dict | None) -> bool:
+    """Best checkpoint: higher PBM (to 0.5 %), then lower MSE."""
+    if b is None:
+        return True
+    pa, pb = round(a["val_pbm"] * 200), round(b["val_pbm"] * 200)
+    return pa > pb or (pa == pb and a["val_mse"] < b["val_mse"])
+
+
+# -- loop ---------------------------------------------------------------------------------------
+def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
+    from distilface.manifest import read_manifest, resolve
+    from distilface.phones import read_phones
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    if (out / "config.json").exists() and read_json(out / "config.json") != config_dict(cfg):
+        raise ValueError(f"{out}: holds a run with another config; use a new folder")
+    write_json(out / "config.json", config_dict(cfg))
+
+    sources = tuple(cfg.sources) if cfg.sources else None
+    train_data = pack_split(cfg.manifest, cfg.labels, cfg.train_split, sources)
+    val_data = pack_split(cfg.manifest, cfg.labels, cfg.val_split, sources)
+    rng = np.random.default_rng(cfg.seed)
+    val_idx = sorted(rng.choice(len(val_data), min(cfg.val_utterances, len(val_data)), replace=False).tolist())
+    by_id = {u.id: u for u in read_manifest(cfg.manifest)}
+    phones_of = {val_data.ids[i]: read_phones(resolve(cfg.manifest, by_id[val_data.ids[i]].phones))
+                 for i in val_idx if by_id[val_data.ids[i]].phones}
+
+    torch.manual_seed(cfg.seed)
+    if tuple(cfg.student.names) != tuple(train_data.names):
+        raise ValueError(f"student outputs {len(cfg.student.names)} channels, labels have {len(train_data.names)}")
+    model = Student(cfg.student)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    step, best, history = 0, None, []
+    if (out / "last.pt").exists():
+        ckpt = read_checkpoint(out / "last.pt")
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, best = ckpt["step"], ckpt.get("best")
+        history = read_jsonl(out / "history.jsonl") if (out / "history.jsonl").exists() else []
+        history = [h for h in history if h["step"] <= step]
+        log.info("resumed %s at step %d", out, step)
+    elif cfg.init:
+        init_model, _ = load_student(cfg.init)
+        model.load_state_dict(init_model.state_dict())
+
+    sampler = ChunkSampler(train_data, cfg.student, cfg.optim.chunk_frames, cfg.seed)
+    frames_per_step = cfg.optim.batch_chunks * cfg.optim.chunk_frames
+    bar = tqdm(total=cfg.optim.steps, initial=step, desc=f"train {out.name}", unit="step")
+    t0, audio_s = time.monotonic(), 0.0
+    while step < cfg.optim.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg.optim)
+        audio, target = sampler.batch(step, cfg.optim.batch_chunks)
+        logs = train_step(model, opt, audio, target, cfg)
+        step += 1
+        audio_s += frames_per_step / TRAIN_FPS
+        row = {"step": step, "lr": lr_at(step - 1, cfg.optim), **logs}
+        if step % cfg.val_every == 0 or step == cfg.optim.steps:
+            row.update(eval_step(model, val_data, val_idx, phones_of))
+            if _better(row, best):
+                best = {k: row[k] for k in ("step", "val_mse", "val_pbm", "val_open")}
+                save_checkpoint(out / "best.pt", model, step=step, best=best, train_config=config_dict(cfg))
+        history.append(row)
+        bar.set_postfix_str(f"loss {logs['loss']:.4f}, {audio_s / (time.monotonic() - t0):.1f} s audio/s")
+        bar.update(1)
+        if step % cfg.checkpoint_every == 0 or step == cfg.optim.steps or "val_mse" in row:
+            write_jsonl(out / "history.jsonl", history)
+            save_checkpoint(out / "last.pt", model, optimizer=opt.state_dict(), step=step, best=best,
+                            train_config=config_dict(cfg))
+    bar.close()
+    plot_history(history, out / "training_curves.png", title=out.name)
+    return out / "best.pt"
+
+
+def plot_history(history: list[dict], png: str | Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from distilface.fileio import atomic_path
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    steps = [h["step"] for h in history]
+    for key in ("loss", "rec", "vel"):
+        vals = [h[key] for h in history]
+        k = max(len(vals) // 200, 1)  # smooth for readability
+        sm = np.convolve(vals, np.ones(k) / k, mode="valid")
+        a.plot(steps[k - 1:], sm, label=key)
+    a.set_yscale("log"); a.set_xlabel("step"); a.set_title("training loss"); a.legend()
+    val = [h for h in history if "val_mse" in h]
+    if val:
+        vs = [h["step"] for h in val]
+        b.plot(vs, [h["val_pbm"] for h in val], "o-", label="val PBM accuracy")
+        b.plot(vs, [h["val_open"] for h in val], "s-", label="val open-vowel accuracy")
+        b2 = b.twinx()
+        b2.plot(vs, [h["val_mse"] for h in val], "k--", label="val MSE")
+        b2.set_ylabel("MSE")
+        b.set_ylim(0, 1.02); b.set_xlabel("step"); b.set_title("validation (held-out voices)")
+        b.legend(loc="lower left"); b2.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(Path(png)) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

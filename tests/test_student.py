@@ -1,0 +1,69 @@
+"""Student network: sizes, shared-encoder evaluation equals per-window evaluation, checkpoints."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from distilface.checkpoint import load_student, save_checkpoint
+from distilface.student import Student, StudentConfig, count_parameters, encoder_stride, frame_starts
+
+
+def windows_at(audio, starts, cfg):
+    pad = 20000
+    padded = F.pad(audio, (pad, pad))
+    return torch.stack([padded[s + pad: s + pad + cfg.window_samples] for s in starts.tolist()])
+
+
+def test_widths_match_the_papers_sizes():
+    sizes = {c: count_parameters(Student(StudentConfig(channels=c))) for c in (288, 144, 72)}
+    assert 2.8e6 < sizes[288] < 3.4e6  # paper C0: 3 M
+    assert 0.7e6 < sizes[144] < 0.9e6  # C0/2: 0.8 M
+    assert 0.2e6 < sizes[72] < 0.3e6  # C0/4: 0.23 M
+
+
+@pytest.mark.parametrize("fps,future_ms", [(30, 256.0), (60, 64.0), (50, 128.0)])
+def test_shared_encoder_equals_per_window(fps, future_ms):
+    torch.manual_seed(0)
+    cfg = StudentConfig(channels=24, context_groups=8, future_ms=future_ms)
+    model = Student(cfg).eval()
+    audio = 0.1 * torch.randn(16000 + 1234)
+    starts = frame_starts(int(1.08 * fps), fps, cfg)
+    with torch.no_grad():
+        shared = model.forward_frames(audio, starts)
+        naive = model(windows_at(audio, starts, cfg))
+    assert shared.shape == (len(starts), 52)
+    torch.testing.assert_close(shared, naive, atol=1e-5, rtol=0)
+
+
+def test_forward_chunks_equals_per_window():
+    torch.manual_seed(1)
+    cfg = StudentConfig(channels=16, context_groups=8, output_activation="tanh", names=("a", "b", "c"))
+    model = Student(cfg).eval()
+    frames = 7
+    audio = 0.1 * torch.randn(2, cfg.window_samples + (frames - 1) * encoder_stride())
+    with torch.no_grad():
+        out = model.forward_chunks(audio, frames)["out"].view(2, frames, 3)
+        for b in range(2):
+            starts = torch.arange(frames) * encoder_stride()
+            torch.testing.assert_close(out[b], model(windows_at(audio[b], starts, cfg)), atol=1e-5, rtol=0)
+    assert out.abs().max() <= 1  # tanh range
+
+
+def test_checkpoint_round_trip(tmp_path):
+    cfg = StudentConfig(channels=16, context_groups=8, future_ms=64.0)
+    model = Student(cfg).eval()
+    save_checkpoint(tmp_path / "m.pt", model, step=3)
+    loaded, ckpt = load_student(tmp_path / "m.pt")
+    assert loaded.cfg == cfg and ckpt["step"] == 3
+    x = torch.randn(2, cfg.window_samples)
+    torch.testing.assert_close(loaded(x), model(x))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_student(tmp_path / "bad.pt")
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError):
+        StudentConfig(norm="group")
+    with pytest.raises(ValueError):
+        StudentConfig(channels=30, context_groups=8)
