@@ -154,7 +154,7 @@ def train_step(model: Student, opt: torch.optim.Optimizer, audio: torch.Tensor, 
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
     opt.step()
-    return {"loss": float(loss), **{k: float(v) for k, v in terms.items()}}
+    return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
 
 
 @torch.no_grad()
@@ -194,6 +194,8 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
+    # Real audio has long near-silent stretches: denormal floats there slow CPU convs badly.
+    torch.set_flush_denormal(True)
     if (out / "config.json").exists() and read_json(out / "config.json") != config_dict(cfg):
         raise ValueError(f"{out}: holds a run with another config; use a new folder")
     write_json(out / "config.json", config_dict(cfg))

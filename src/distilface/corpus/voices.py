@@ -10,6 +10,7 @@ from distilface.corpus.engine import Engine, EngineError, Synthesis, Voice
 from distilface.corpus.espeak import DEFAULT_RATE_WPM, EspeakEngine
 from distilface.corpus.festival import FestivalEngine
 from distilface.corpus.flite import FliteEngine
+from distilface.corpus.kokoro import KokoroEngine, catalogue_voices as kokoro_voices
 from distilface.corpus.mbrola import MbrolaEngine
 
 ENGINES: dict[str, Engine] = {
@@ -17,6 +18,7 @@ ENGINES: dict[str, Engine] = {
     "festival": FestivalEngine(),
     "flite": FliteEngine(),
     "mbrola": MbrolaEngine(),
+    "kokoro": KokoroEngine(),  # optional extra: scripts/setup-extra.sh kokoro
 }
 
 # espeak-ng: (voice+variant, pitch 0-99, range 0-99, rate wpm, formant factor).
@@ -121,6 +123,7 @@ def all_voices() -> list[Voice]:
                for n, r, f0 in _FLITE_EN]
     voices += [Voice(f"mbrola/{n}/p{p}s{s}", "mbrola", n, "en", {"pitch": p, "rate": s})
                for n, p, s in _MBROLA_EN]
+    voices += kokoro_voices()
     return voices
 
 
