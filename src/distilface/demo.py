@@ -19,7 +19,8 @@ from distilface.phones import BILABIALS, read_phones
 from distilface.render_cmd import render_command
 from distilface.score import score_labels
 
-DEMO_SYNTH = SynthConfig(hours=0.01, max_voices=6, augment_fraction=0.0, seed=0)
+DEMO_SYNTH = SynthConfig(hours=0.01, max_voices=6, augment_fraction=0.0, seed=0,
+                         engines=("espeak-ng", "festival", "flite"))  # the default install
 
 
 def run_demo(out: Path, workers: int = 2) -> dict:

@@ -142,6 +142,22 @@ def lr_at(step: int, o: OptimConfig) -> float:
     return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def init_output_bias(model: Student, data: PackedSplit) -> None:
+    """Start the output at the label mean (mostly rest) instead of the activation's midpoint:
+    a sigmoid student would otherwise begin at 0.5 on every blendshape and spend its first
+    thousand steps closing a wide-open face."""
+    mean = np.concatenate(data.labels).mean(0)
+    lo, hi = (0.0, 1.0) if model.cfg.output_activation == "sigmoid" else (-1.0, 1.0)
+    m = torch.from_numpy(np.clip(mean, lo + 1e-3, hi - 1e-3)).float()
+    with torch.no_grad():
+        if model.cfg.output_activation == "sigmoid":
+            model.fc[-1].bias.copy_(torch.logit(m))
+        elif model.cfg.output_activation == "tanh":
+            model.fc[-1].bias.copy_(torch.atanh(m))
+        else:
+            model.fc[-1].bias.copy_(m)
+
+
 # -- steps --------------------------------------------------------------------------------------
 def train_step(model: Student, opt: torch.optim.Optimizer, audio: torch.Tensor, target: torch.Tensor,
                cfg: TrainConfig) -> dict[str, float]:
@@ -226,6 +242,8 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
     elif cfg.init:
         init_model, _ = load_student(cfg.init)
         model.load_state_dict(init_model.state_dict())
+    else:
+        init_output_bias(model, train_data)
 
     sampler = ChunkSampler(train_data, cfg.student, cfg.optim.chunk_frames, cfg.seed)
     frames_per_step = cfg.optim.batch_chunks * cfg.optim.chunk_frames

@@ -1,0 +1,324 @@
+"""Animate an audio file of any length with a student: audio file -> `Curves`.
+
+The file streams through in blocks, so memory stays bounded however long it is:
+
+    read a block (soundfile for wav/flac/ogg/mp3, PyAV for everything else)
+    -> mix down to mono
+    -> `StreamResampler` to 16 kHz: exact polyphase resampling with carried-over context, so the
+       stream equals `scipy.signal.resample_poly` over the whole file (what `load_audio` does)
+    -> `FrameStream`: runs the student on every frame whose window (past + future context) has
+       fully arrived, keeping only the audio the next frames still need
+
+Frames are defined as for the whole file at once (`animate_audio`): frame k shows time k / fps,
+its window starts at `frame_starts(...)[k]`, windows are zero-padded beyond the file's ends, and
+there are `num_frames(len(audio) / 16000, fps)` frames. A window sees the same samples whichever
+block it falls in, so blockwise output equals whole-file output (up to float rounding, ~1e-7).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distilface.audio import SAMPLE_RATE_HZ, AudioError
+from distilface.curves import Curves, num_frames
+from distilface.student import Student, frame_starts
+
+logger = logging.getLogger(__name__)
+
+PASS_S = 20.0  # most audio one student pass encodes: bounds memory whatever block_s is
+SILENCE_PEAK = 1e-4  # -80 dBFS: a file whose peak stays below this is "all silence"
+PROGRESS_MIN_S = 60.0  # files shorter than this get no progress bar
+
+
+class StreamResampler:
+    """Streaming polyphase resampler equal to `scipy.signal.resample_poly` on the whole signal.
+
+    Call it with chunks of any size (`final=True` with the last one, which may be empty); it
+    returns the output samples that are complete so far. Same filter as resample_poly's default
+    (Kaiser-windowed sinc, beta 5, 10 zero crossings per side at the lower rate); every call runs
+    resample_poly over the retained input, which starts at a multiple of `down` so the output
+    phase matches, and keeps `margin` input samples of context on each side of new output.
+    """
+
+    def __init__(self, from_hz: int, to_hz: int) -> None:
+        g = gcd(int(from_hz), int(to_hz))
+        self.up, self.down = int(to_hz) // g, int(from_hz) // g
+        half_len = 10 * max(self.up, self.down)  # resample_poly's filter half-length (upsampled)
+        self.margin = half_len // self.up + 2  # input samples on each side that reach an output
+        self._h = None
+        if self.up != self.down:
+            from scipy.signal import firwin
+
+            self._h = firwin(2 * half_len + 1, 1.0 / max(self.up, self.down), window=("kaiser", 5.0))
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf = np.zeros(0, np.float32)  # retained input, from sample _buf_start
+        self._buf_start = 0
+        self._n_in = 0
+        self._m_next = 0  # next output sample to emit
+
+    def __call__(self, chunk: np.ndarray, final: bool = False) -> np.ndarray:
+        """(n,) float32 input at from_hz -> (m,) float32 output at to_hz."""
+        chunk = np.asarray(chunk, dtype=np.float32)
+        if self._h is None:
+            return chunk
+        from scipy.signal import resample_poly
+
+        self._buf = np.concatenate([self._buf, chunk])
+        self._n_in += len(chunk)
+        up, down = self.up, self.down
+        if final:
+            m_end = -(-self._n_in * up // down)  # ceil: resample_poly's output length
+        else:
+            # output m reads inputs up to (m * down + half_len) / up: all present below m_end
+            m_end = max((self._n_in - 1 - self.margin) * up // down + 1, 0)
+        if m_end <= self._m_next or not len(self._buf):
+            return np.zeros(0, np.float32)
+        # float32 taps like resample_poly's own default for float32 input: identical arithmetic
+        y = resample_poly(self._buf, up, down, window=self._h.astype(self._buf.dtype))
+        offset = self._buf_start * up // down
+        out = y[self._m_next - offset: m_end - offset]
+        self._m_next = m_end
+        keep_from = max(self._buf_start, ((m_end * down) // up - self.margin) // down * down)
+        self._buf = self._buf[keep_from - self._buf_start:]
+        self._buf_start = keep_from
+        return out.astype(np.float32, copy=False)
+
+
+class FrameStream:
+    """Runs a student over 16 kHz audio pushed in chunks of any size.
+
+    `push(audio)` returns the frames whose windows are complete, `push(audio, final=True)` the
+    rest; frames equal `animate_audio` on the concatenated audio. Holds only the audio from the
+    next frame's window start onward (plus the last chunk).
+    """
+
+    def __init__(self, model: Student, fps: float, pass_s: float = PASS_S) -> None:
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.model, self.fps = model, float(fps)
+        self.window = model.cfg.window_samples
+        self.pass_frames = max(int(pass_s * fps), 1)
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf = np.zeros(0, np.float32)
+        self._buf_start = 0  # absolute sample index of _buf[0]
+        self._n = 0  # samples pushed so far
+        self._k_next = 0  # next frame to compute
+
+    def _starts(self, k0: int, k1: int) -> torch.Tensor:
+        return frame_starts(k1, self.fps, self.model.cfg)[k0:k1]  # the whole-file definition
+
+    def _ready_frames(self, final: bool) -> int:
+        if final:
+            return num_frames(self._n / SAMPLE_RATE_HZ, self.fps)
+        # frames whose window lies within the audio so far, and that surely exist in the file
+        k_est = int((self._n - self.model.cfg.future_samples) * self.fps / SAMPLE_RATE_HZ) + 2
+        ready = int((self._starts(0, max(k_est, 0)) + self.window <= self._n).sum())
+        return min(ready, num_frames(self._n / SAMPLE_RATE_HZ, self.fps))
+
+    def push(self, audio: np.ndarray, final: bool = False) -> np.ndarray:
+        """(n,) float32 16 kHz -> (frames, outputs) float32 for the frames completed by it."""
+        self._buf = np.concatenate([self._buf, np.asarray(audio, dtype=np.float32)])
+        self._n += len(audio)
+        k_end = self._ready_frames(final)
+        outs = []
+        for k0 in range(self._k_next, k_end, self.pass_frames):
+            outs.append(self._run(k0, min(k0 + self.pass_frames, k_end)))
+        self._k_next = max(self._k_next, k_end)
+        # keep audio from the next frame's window start on (nothing before 0 is ever stored)
+        next_start = int(self._starts(self._k_next, self._k_next + 1)[0])
+        keep_from = min(max(next_start, self._buf_start), self._n)
+        self._buf = self._buf[keep_from - self._buf_start:]
+        self._buf_start = keep_from
+        if not outs:
+            return np.zeros((0, len(self.model.cfg.names)), np.float32)
+        return np.concatenate(outs)
+
+    @torch.inference_mode()
+    def _run(self, k0: int, k1: int) -> np.ndarray:
+        starts = self._starts(k0, k1)
+        lo = max(int(starts[0]), 0)
+        hi = min(int(starts[-1]) + self.window, self._n)
+        seg = self._buf[lo - self._buf_start: hi - self._buf_start]
+        # forward_frames zero-pads windows beyond the segment: only ever beyond the file's ends
+        return self.model.forward_frames(torch.from_numpy(seg), starts - lo).numpy()
+
+
+def animate_audio(model: Student, audio: np.ndarray, fps: float = 30.0) -> Curves:
+    """Whole-signal reference: (samples,) float32 16 kHz in memory -> Curves, in one pass."""
+    audio = np.asarray(audio, dtype=np.float32)
+    n = num_frames(len(audio) / SAMPLE_RATE_HZ, fps)
+    with torch.inference_mode():
+        values = model.forward_frames(torch.from_numpy(audio), frame_starts(n, fps, model.cfg)).numpy()
+    return Curves(fps, model.cfg.names, values)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+def _mono(data: np.ndarray) -> np.ndarray:
+    """(n, channels) -> (n,) float32, as `load_audio` mixes down."""
+    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+
+
+def _open_soundfile(path: Path, block_s: float, stack: contextlib.ExitStack):
+    import soundfile as sf
+
+    f = stack.enter_context(sf.SoundFile(str(path)))
+    rate, frames = int(f.samplerate), int(f.frames)
+    block_samples = max(round(block_s * rate), 1)
+    duration_s = frames / rate if 0 < frames < 2**62 else None
+
+    def blocks() -> Iterator[np.ndarray]:
+        while True:
+            data = f.read(block_samples, dtype="float32", always_2d=True)
+            if not len(data):
+                return
+            yield _mono(data)
+
+    return rate, duration_s, blocks()
+
+
+def _av_frame_samples(frame) -> np.ndarray:
+    """One decoded PyAV frame -> (n, channels) float32, scaled like `load_audio`."""
+    arr = frame.to_ndarray()  # (channels, n) planar or (1, n * channels) packed
+    arr = arr.T if frame.format.is_planar else arr.reshape(-1, len(frame.layout.channels))
+    if arr.dtype.kind in "iu":
+        arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
+    return arr.astype(np.float32, copy=False)
+
+
+def _open_av(path: Path, block_s: float, stack: contextlib.ExitStack):
+    import av
+
+    container = stack.enter_context(av.open(str(path)))
+    stream = next((s for s in container.streams if s.type == "audio"), None)
+    if stream is None:
+        raise AudioError(f"{path}: no audio stream")
+    rate = int(stream.codec_context.sample_rate or 0)
+    if rate <= 0:
+        raise AudioError(f"{path}: audio stream has no sample rate")
+    block_samples = max(round(block_s * rate), 1)
+    duration_s = None
+    if stream.duration and stream.time_base:
+        duration_s = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration_s = container.duration / 1_000_000
+
+    def blocks() -> Iterator[np.ndarray]:
+        pending, held = [], 0
+        for frame in container.decode(stream):
+            pending.append(_mono(_av_frame_samples(frame)))
+            held += len(pending[-1])
+            if held >= block_samples:
+                yield np.concatenate(pending)
+                pending, held = [], 0
+        if pending:
+            yield np.concatenate(pending)
+
+    return rate, duration_s, blocks()
+
+
+def _open_blocks(path: Path, block_s: float, stack: contextlib.ExitStack):
+    """-> (source rate, duration in s or None, iterator of (n,) float32 mono source blocks)."""
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file")
+    try:
+        return _open_soundfile(path, block_s, stack)
+    except Exception:
+        pass  # not for libsndfile: PyAV (ffmpeg) decodes the rest
+    try:
+        return _open_av(path, block_s, stack)
+    except AudioError:
+        raise
+    except Exception as e:
+        raise AudioError(f"{path}: unsupported or corrupt audio ({_why(e)})") from None
+
+
+def _why(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _checked_blocks(path: Path, blocks: Iterator[np.ndarray], rate: int) -> Iterator[np.ndarray]:
+    """Turns decoder failures into AudioError and rejects NaN / inf samples, naming the file."""
+    read = 0
+    while True:
+        try:
+            block = next(blocks)
+        except StopIteration:
+            return
+        except AudioError:
+            raise
+        except Exception as e:
+            raise AudioError(f"{path}: corrupt audio after {read / rate:.2f} s ({_why(e)})") from None
+        if not np.all(np.isfinite(block)):
+            bad = read + int(np.flatnonzero(~np.isfinite(block))[0])
+            raise AudioError(f"{path}: audio contains NaN or infinite samples (first at {bad / rate:.3f} s)")
+        read += len(block)
+        yield block
+
+
+def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, block_s: float = 60.0,
+                 progress: bool = True) -> Curves:
+    """Animate any common audio file with `model` -> Curves(fps, model.cfg.names, (frames, outputs)).
+
+    Any sample rate (resampled to 16 kHz exactly as `load_audio` does) and channel count (mixed
+    down). Reads `block_s` seconds of source audio at a time; memory is bounded by the block and
+    by `PASS_S` seconds per student pass, not by the file's length. The result equals
+    `animate_audio(model, load_audio(path), fps)`. Raises AudioError, naming the file, for a
+    missing, empty, unreadable or corrupt file, one without audio or samples, or NaN/inf samples.
+    An all-silent file animates (to the rest pose) with a logged warning.
+    """
+    if not block_s > 0:
+        raise ValueError(f"block_s must be positive, got {block_s}")
+    path = Path(audio_path)
+    frames = FrameStream(model, fps)
+    outs = []
+    peak, n_source = 0.0, 0
+    with contextlib.ExitStack() as stack:
+        rate, duration_s, blocks = _open_blocks(path, block_s, stack)
+        resampler = StreamResampler(rate, SAMPLE_RATE_HZ)
+        from tqdm import tqdm
+
+        bar = stack.enter_context(tqdm(
+            total=round(duration_s, 1) if duration_s else None, unit="s", desc=f"animate {path.name}",
+            disable=not progress or (duration_s is not None and duration_s < PROGRESS_MIN_S),
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]" if duration_s else None))
+        for block in _checked_blocks(path, blocks, rate):
+            n_source += len(block)
+            peak = max(peak, float(np.abs(block).max()))
+            outs.append(frames.push(resampler(block)))
+            bar.update(len(block) / rate)
+        if n_source == 0:
+            raise AudioError(f"{path}: no audio samples")
+        outs.append(frames.push(resampler(np.zeros(0, np.float32), final=True), final=True))
+    if peak < SILENCE_PEAK:
+        logger.warning("%s: audio is silent (peak %.1e): the face stays at rest", path, peak)
+    return Curves(fps, model.cfg.names, np.concatenate(outs))
+
+
+def animate_command(audio_path: str | Path, out_path: str | Path, model_path: str | Path,
+                    fps: float = 30.0, fmt: str | None = None, block_s: float = 60.0,
+                    progress: bool = True) -> Path:
+    """`distilface animate`: load the student, animate the file, write `out_path` in `fmt`
+    (or by its extension, see `distilface.formats`). Returns the path written."""
+    from distilface.checkpoint import load_student
+    from distilface.formats import write_curves
+
+    model, _ = load_student(model_path)
+    curves = animate_file(model, audio_path, fps=fps, block_s=block_s, progress=progress)
+    return write_curves(curves, out_path, fmt, sound_file=str(audio_path))
