@@ -73,6 +73,20 @@ def _train(a: argparse.Namespace) -> None:
     print(f"best checkpoint: {best}")
 
 
+def _eval(a: argparse.Namespace) -> None:
+    from distilface.evaluate import evaluate
+
+    models: dict[str, str | None] = {} if a.no_teacher else {"teacher": None}
+    for item in a.model:
+        name, sep, path = item.partition("=")
+        if not sep:
+            sys.exit(f"distilface eval: --model expects NAME=CHECKPOINT, got {item!r}")
+        models[name] = path
+    evaluate(models, a.out, tuple(a.sets.split(",")), a.max_utterances, a.fps, a.seed, a.corpus, a.real,
+             cache_dir=a.cache_dir, timing_runs=a.timing_runs)
+    print((Path(a.out) / "eval.md").read_text())
+
+
 def _demo(a: argparse.Namespace) -> None:
     from distilface.demo import run_demo
 
@@ -146,6 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set optim.steps=100 --set student.channels=72")
     t.add_argument("--out", required=True, help="run folder")
     t.set_defaults(func=_train)
+
+    e = sub.add_parser("eval", help="score students and the teacher on the named test sets")
+    e.add_argument("--model", action="append", default=[], metavar="NAME=CKPT",
+                   help="a student checkpoint under a display name (repeatable)")
+    e.add_argument("--no-teacher", action="store_true", help="leave out the teacher row")
+    e.add_argument("--out", required=True)
+    e.add_argument("--sets", default="clean,noisy10,noisy0,telephone,real,de,es")
+    e.add_argument("--max-utterances", type=int, default=200)
+    e.add_argument("--fps", type=float, default=30.0)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--corpus", default="runs/corpus-20h/manifest.jsonl")
+    e.add_argument("--real", default="runs/asterisk-en/manifest.jsonl")
+    e.add_argument("--cache-dir", default=None)
+    e.add_argument("--timing-runs", type=int, default=50)
+    e.set_defaults(func=_eval)
 
     d = sub.add_parser("demo", help="the main job on the shipped default: corpus -> teacher -> render")
     d.add_argument("--out", default="runs/demo")

@@ -368,7 +368,7 @@ def _evaluate_set(ts: TestSet, students: dict[str, Student | None], teacher, fps
             for name, curves in by_label.items():
                 labels = {TEACHER: reference} if students[name] is None else {TEACHER: reference, name: curves}
                 plot_lip_trajectory(labels, phones, plots_dir / f"{_slug(name)}-{ts.name}.png",
-                                    title=f"{name} on {ts.name}: {u.id} \"{u.text[:60]}\"", rig=rig)
+                                    title=f"{name}, {ts.name}: {u.id}", rig=rig)
     ok = next(iter(tallies.values())).utterances
     if not ok:
         raise SkipSet(f"no utterance could be prepared ({len(failures)} failed; first: {failures[0]})"
