@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from distilface.animate import StreamResampler, animate_audio, animate_file
+from distilface.animate import StreamResampler, animate_audio, animate_command, animate_file
 from distilface.audio import AudioError, load_audio, resample
 from distilface.checkpoint import load_student, save_checkpoint
 from distilface.curves import Curves, num_frames
@@ -20,11 +20,16 @@ from distilface.student import Student, StudentConfig
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(path, Student(StudentConfig(channels=16, context_groups=8)).eval())
-    return load_student(path)[0]
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint):
+    return load_student(checkpoint)[0]
 
 
 def speechy(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -72,6 +77,16 @@ def test_silence_animates_with_a_warning(model, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="distilface.animate"):
         curves = animate_file(model, path, progress=False)
     assert curves.num_frames == 15 and "silent" in caplog.text
+
+
+def test_animate_command_writes_the_format(checkpoint, tmp_path):
+    audio = tmp_path / "a.ogg"
+    sf.write(audio, speechy(1.0, 22050), 22050)
+    out = animate_command(audio, tmp_path / "a.rhubarb.json", checkpoint, fps=24.0, progress=False)
+    doc = json.loads(out.read_text())
+    assert doc["metadata"]["soundFile"] == str(audio) and doc["mouthCues"][-1]["end"] == 1.0
+    with pytest.raises(ValueError, match="extension"):
+        animate_command(audio, tmp_path / "a.txt", checkpoint, progress=False)
 
 
 def _bad_inputs(tmp):
@@ -211,7 +226,8 @@ def test_oculus_visemes(tmp_path, name):
 def test_format_choice():
     assert format_for("a.json") == "json" and format_for("a.csv") == "csv"
     assert format_for("a.oculus.json") == "oculus-json" and format_for("a.rhubarb.json") == "rhubarb-json"
-    assert format_for("a.txt", "rhubarb-tsv") == "rhubarb-tsv" and format_for("a.csv", "oculus") == "oculus-csv"
+    assert format_for("a.txt", "rhubarb-tsv") == "rhubarb-tsv"
+    assert format_for("a.csv", "oculus") == "oculus-csv"
     with pytest.raises(ValueError):
         format_for("a.txt")
     with pytest.raises(ValueError, match="missing"):

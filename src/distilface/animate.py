@@ -249,7 +249,9 @@ def _open_blocks(path: Path, block_s: float, stack: contextlib.ExitStack):
 
 
 def _why(e: Exception) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    """One line on a decoder's exception (ffmpeg's strerror: its message repeats the path)."""
+    text = getattr(e, "strerror", None) or str(e)
+    text = text.strip().splitlines()[0] if text.strip() else ""
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
@@ -264,7 +266,8 @@ def _checked_blocks(path: Path, blocks: Iterator[np.ndarray], rate: int) -> Iter
         except AudioError:
             raise
         except Exception as e:
-            raise AudioError(f"{path}: corrupt audio after {read / rate:.2f} s ({_why(e)})") from None
+            raise AudioError(f"{path}: corrupt audio, decoding failed past {read / rate:.1f} s "
+                             f"({_why(e)})") from None
         if not np.all(np.isfinite(block)):
             bad = read + int(np.flatnonzero(~np.isfinite(block))[0])
             raise AudioError(f"{path}: audio contains NaN or infinite samples (first at {bad / rate:.3f} s)")
@@ -307,7 +310,8 @@ def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, bloc
             raise AudioError(f"{path}: no audio samples")
         outs.append(frames.push(resampler(np.zeros(0, np.float32), final=True), final=True))
     if peak < SILENCE_PEAK:
-        logger.warning("%s: audio is silent (peak %.1e): the face stays at rest", path, peak)
+        logger.warning("%s: audio is silent (peak %.1e): animating it anyway, the face should rest",
+                       path, peak)
     return Curves(fps, model.cfg.names, np.concatenate(outs))
 
 
@@ -317,8 +321,9 @@ def animate_command(audio_path: str | Path, out_path: str | Path, model_path: st
     """`distilface animate`: load the student, animate the file, write `out_path` in `fmt`
     (or by its extension, see `distilface.formats`). Returns the path written."""
     from distilface.checkpoint import load_student
-    from distilface.formats import write_curves
+    from distilface.formats import format_for, write_curves
 
+    fmt = format_for(out_path, fmt)  # a bad extension fails before the long run
     model, _ = load_student(model_path)
     curves = animate_file(model, audio_path, fps=fps, block_s=block_s, progress=progress)
     return write_curves(curves, out_path, fmt, sound_file=str(audio_path))

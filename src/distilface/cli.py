@@ -73,6 +73,20 @@ def _train(a: argparse.Namespace) -> None:
     print(f"best checkpoint: {best}")
 
 
+def _animate(a: argparse.Namespace) -> None:
+    import torch
+
+    from distilface.animate import animate_command
+    from distilface.models import resolve_model
+
+    torch.set_flush_denormal(True)  # near-silent audio makes denormals that slow CPU convs
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    out = animate_command(a.audio, a.out, resolve_model(a.model), fps=a.fps, fmt=a.format,
+                          block_s=a.block_s, progress=not a.no_progress)
+    print(f"wrote: {out}")
+
+
 def _eval(a: argparse.Namespace) -> None:
     from distilface.evaluate import evaluate
 
@@ -160,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set optim.steps=100 --set student.channels=72")
     t.add_argument("--out", required=True, help="run folder")
     t.set_defaults(func=_train)
+
+    an = sub.add_parser("animate", help="audio -> curves with a student (JSON, Live Link Face CSV, "
+                        "Rhubarb cues, Oculus visemes)")
+    an.add_argument("audio", help="wav, flac, ogg, mp3 (or anything ffmpeg decodes); any rate, stereo ok")
+    an.add_argument("-o", "--out", required=True,
+                    help="format from the extension: .json .npz .csv (Live Link Face) .tsv / .rhubarb.json "
+                         "(Rhubarb mouth cues) .oculus.json / .oculus.csv (15 Oculus visemes)")
+    an.add_argument("--model", default=None, help="student checkpoint or shipped model name (default: the shipped default)")
+    an.add_argument("--fps", type=float, default=30.0)
+    an.add_argument("--format", default=None, choices=["json", "npz", "csv", "rhubarb-tsv", "rhubarb-json",
+                                                       "oculus", "oculus-json", "oculus-csv"])
+    an.add_argument("--block-s", type=float, default=60.0, help="seconds of audio read at a time")
+    an.add_argument("--threads", type=int, default=None)
+    an.add_argument("--no-progress", action="store_true")
+    an.set_defaults(func=_animate)
 
     e = sub.add_parser("eval", help="score students and the teacher on the named test sets")
     e.add_argument("--model", action="append", default=[], metavar="NAME=CKPT",

@@ -49,7 +49,8 @@ same name (teacher/visemes.json; nn takes the teacher's LL pose: Oculus nn is n,
 
 where f() keeps the mouth channels that any template uses, left/right pairs averaged, with
 jawOpen and mouthClose replaced by the lip gap and the seal, clip(min(jawOpen, mouthClose) /
-0.05, 0, 1), so lips sealed over an open jaw read as PP (the teacher's PP seals them). Weights sum to 1 per frame; OCULUS_TEMPERATURE = 0.01 puts 0.99 on a viseme whose pose is
+0.05, 0, 1), so lips sealed over an open jaw read as PP (the teacher's PP seals them).
+Weights sum to 1 per frame; OCULUS_TEMPERATURE = 0.01 puts 0.99 on a viseme whose pose is
 matched exactly against its nearest neighbour.
 """
 

@@ -93,8 +93,7 @@ def encoder_macs_per_step(model: Student, extra_steps: int = 8) -> float:
     stride = encoder_stride()
     a = sum(_macs(model, model.encode, torch.zeros(1, w)).values())
     b = sum(_macs(model, model.encode, torch.zeros(1, w + extra_steps * stride)).values())
-    per_step = (b - a) / extra_steps
-    return per_step
+    return (b - a) / extra_steps
 
 
 def phases(fps: float, model: Student, frames: int = 1000) -> int:
@@ -102,13 +101,16 @@ def phases(fps: float, model: Student, frames: int = 1000) -> int:
     return len(torch.unique(frame_starts(frames, fps, model.cfg) % encoder_stride()))
 
 
-def shared_macs_per_frame(model: Student, fps: float) -> float:
-    """Encoder amortised over the stream (phases x encoder cost per hop) + one head per frame."""
+def shared_macs_per_frame(model: Student, fps: float, step_macs: float | None = None) -> float:
+    """Encoder amortised over the stream (phases x encoder cost per hop) + one head per frame.
+    step_macs: `encoder_macs_per_step(model)` when already known."""
     cfg = model.cfg
+    if step_macs is None:
+        step_macs = encoder_macs_per_step(model)
     feats = torch.zeros(1, cfg.channels, model.steps_per_window)
     head = sum(_macs(model, model.head, feats).values())
     hop_steps = SAMPLE_RATE_HZ / fps / encoder_stride()
-    return phases(fps, model) * hop_steps * encoder_macs_per_step(model) + head
+    return phases(fps, model) * hop_steps * step_macs + head
 
 
 # -- memory -----------------------------------------------------------------------------------------
@@ -192,6 +194,7 @@ def model_info(model: Student) -> dict:
     windowed = sum(per_layer.values())
     total_act, peak_act = activation_bytes(model)
     ctx = measure_context(model)
+    step_macs = encoder_macs_per_step(model)
     ms = 1000 / SAMPLE_RATE_HZ
     return {
         "channels": cfg.channels,
@@ -199,9 +202,9 @@ def model_info(model: Student) -> dict:
         "macs_per_frame_windowed": windowed,
         "macs_per_layer_windowed": per_layer,
         "elementwise_per_frame": _elementwise_per_frame(model),
-        "encoder_macs_per_step": encoder_macs_per_step(model),
-        "macs_per_frame_shared_30fps": shared_macs_per_frame(model, 30.0),
-        "macs_per_frame_shared_50fps": shared_macs_per_frame(model, TRAIN_FPS),
+        "encoder_macs_per_step": step_macs,
+        "macs_per_frame_shared_30fps": shared_macs_per_frame(model, 30.0, step_macs),
+        "macs_per_frame_shared_50fps": shared_macs_per_frame(model, TRAIN_FPS, step_macs),
         "phases_30fps": phases(30.0, model),
         "phases_50fps": phases(TRAIN_FPS, model),
         "memory_mb": (params * BYTES_PER_FLOAT + total_act) / MB,
