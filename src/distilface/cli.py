@@ -87,6 +87,25 @@ def _animate(a: argparse.Namespace) -> None:
     print(f"wrote: {out}")
 
 
+def _info(a: argparse.Namespace) -> None:
+    from distilface.info import checkpoint_info, format_info
+    from distilface.models import resolve_model
+
+    d = checkpoint_info(str(resolve_model(a.model)))
+    print(json.dumps(d, indent=2, default=str) if a.json else format_info(d))
+
+
+def _bench(a: argparse.Namespace) -> None:
+    from distilface.bench import bench_train, format_bench, write_bench
+
+    widths = tuple(int(w) for w in a.widths.split(","))
+    result = bench_train(widths=widths, seconds=a.seconds, min_steps=a.min_steps, threads=a.threads,
+                         manifest=a.manifest, labels=a.labels)
+    if a.out:
+        write_bench(result, a.out)
+    print(format_bench(result))
+
+
 def _eval(a: argparse.Namespace) -> None:
     from distilface.evaluate import evaluate
 
@@ -189,6 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--threads", type=int, default=None)
     an.add_argument("--no-progress", action="store_true")
     an.set_defaults(func=_animate)
+
+    inf = sub.add_parser("info", help="parameters, MACs per frame, memory, receptive field, future context")
+    inf.add_argument("model", nargs="?", default=None, help="checkpoint or shipped model name (default: shipped default)")
+    inf.add_argument("--json", action="store_true")
+    inf.set_defaults(func=_info)
+
+    bn = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
+    bt = bn.add_parser("train", help="seconds of audio trained per second: shared encoder vs per-window")
+    bt.add_argument("--widths", default="288,144,72")
+    bt.add_argument("--seconds", type=float, default=60.0, help="time budget per width and mode")
+    bt.add_argument("--min-steps", type=int, default=3)
+    bt.add_argument("--threads", type=int, default=1)
+    bt.add_argument("--manifest", default=None, help="with --labels: real batches instead of random audio")
+    bt.add_argument("--labels", default=None)
+    bt.add_argument("--out", default=None, help="write <out>.json and <out>.md")
+    bt.set_defaults(func=_bench)
 
     e = sub.add_parser("eval", help="score students and the teacher on the named test sets")
     e.add_argument("--model", action="append", default=[], metavar="NAME=CKPT",
