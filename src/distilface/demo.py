@@ -1,8 +1,10 @@
-"""The main job on the shipped default: a few sentences -> corpus -> teacher -> face.
+"""The main job on the shipped default model, then the data side of distillation.
 
-Until a trained student ships, this runs the data side of distillation end to end: synthesise a
-few sentences with several voices, label them with the aligned teacher, score the labels, and
-render the face and the lip trajectory of one sentence.
+1. The shipped default student animates the bundled example clip (real speech, never trained
+   on): curves as JSON and Live Link Face CSV, rendered face frames/GIF/MP4, and a lip-trajectory
+   plot of the student beside the aligned teacher.
+2. A few sentences -> corpus -> teacher labels -> scores -> rendered face: the pipeline that
+   makes training data, end to end in seconds.
 """
 
 from __future__ import annotations
@@ -23,7 +25,40 @@ DEMO_SYNTH = SynthConfig(hours=0.01, max_voices=6, augment_fraction=0.0, seed=0,
                          engines=("espeak-ng", "festival", "flite"))  # the default install
 
 
+EXAMPLE_AUDIO = Path(__file__).parent / "data" / "example_en.wav"
+EXAMPLE_PHONES = Path(__file__).parent / "data" / "example_en.phones.tsv"
+
+
+def animate_example(out: Path) -> dict:
+    """The default student on the bundled clip, beside the teacher."""
+
+    from distilface.animate import animate_command
+    from distilface.audio import load_audio
+    from distilface.curves import load_curves
+    from distilface.models import registry, resolve_model
+    from distilface.rig.render import plot_lip_trajectory, render_animation
+    from distilface.teacher import build_teacher
+
+    model = resolve_model(None)
+    curves_path = animate_command(EXAMPLE_AUDIO, out / "example.curves.json", model, progress=False)
+    csv_path = animate_command(EXAMPLE_AUDIO, out / "example.livelinkface.csv", model, progress=False)
+    student = load_curves(curves_path)
+    phones = read_phones(EXAMPLE_PHONES)
+    teacher = build_teacher("aligned").animate(load_audio(EXAMPLE_AUDIO), student.fps, phones=phones)
+    plot = out / "example_lip_trajectory.png"
+    name = registry()["default"]
+    plot_lip_trajectory({f"student {name}": student, "aligned teacher": teacher}, phones, plot,
+                        title=f"{EXAMPLE_AUDIO.name}: student vs teacher")
+    paths = render_animation(student, out / "example_render", audio_path=EXAMPLE_AUDIO)
+    return {"model": name, "curves": str(curves_path), "live_link_face_csv": str(csv_path),
+            "lip_trajectory_plot": str(plot),
+            **{f"render_{k}": str(v) for k, v in paths.items() if not isinstance(v, list)}}
+
+
 def run_demo(out: Path, workers: int = 2) -> dict:
+    from distilface.models import registry
+
+    example = animate_example(out) if registry().get("default") else None
     manifest = synth_corpus(DEMO_SYNTH, out / "corpus", workers=workers)
     labels = run_labels(LabelJob(manifest, out / "labels", workers=workers))
     scores = score_labels(manifest, labels)
@@ -35,7 +70,7 @@ def run_demo(out: Path, workers: int = 2) -> dict:
     save_curves(curves_path, LabelStore(labels)[best.id])
     paths = render_command(curves_path, resolve(manifest, best.audio), out / "render",
                            phones=resolve(manifest, best.phones))
-    summary = {"manifest": str(manifest), "labels": str(labels), "teacher_scores": scores["all"],
+    summary = {"example": example, "manifest": str(manifest), "labels": str(labels), "teacher_scores": scores["all"],
                "rendered_utterance": best.id, "text": best.text, "curves": str(curves_path),
                **{k: str(v) for k, v in paths.items() if not isinstance(v, list)}}
     print(json.dumps(summary, indent=2))
