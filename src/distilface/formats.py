@@ -72,21 +72,11 @@ from distilface.rig.arkit import ARKIT_52
 # -- Live Link Face --------------------------------------------------------------------------
 # LLF column order differs from Apple's ARKit order only in two pairs: JawRight before JawLeft,
 # MouthRight before MouthLeft.
-LLF_BLENDSHAPES: tuple[str, ...] = (
-    "EyeBlinkLeft", "EyeLookDownLeft", "EyeLookInLeft", "EyeLookOutLeft", "EyeLookUpLeft",
-    "EyeSquintLeft", "EyeWideLeft", "EyeBlinkRight", "EyeLookDownRight", "EyeLookInRight",
-    "EyeLookOutRight", "EyeLookUpRight", "EyeSquintRight", "EyeWideRight",
-    "JawForward", "JawRight", "JawLeft", "JawOpen",
-    "MouthClose", "MouthFunnel", "MouthPucker", "MouthRight", "MouthLeft",
-    "MouthSmileLeft", "MouthSmileRight", "MouthFrownLeft", "MouthFrownRight",
-    "MouthDimpleLeft", "MouthDimpleRight", "MouthStretchLeft", "MouthStretchRight",
-    "MouthRollLower", "MouthRollUpper", "MouthShrugLower", "MouthShrugUpper",
-    "MouthPressLeft", "MouthPressRight", "MouthLowerDownLeft", "MouthLowerDownRight",
-    "MouthUpperUpLeft", "MouthUpperUpRight",
-    "BrowDownLeft", "BrowDownRight", "BrowInnerUp", "BrowOuterUpLeft", "BrowOuterUpRight",
-    "CheekPuff", "CheekSquintLeft", "CheekSquintRight", "NoseSneerLeft", "NoseSneerRight",
-    "TongueOut",
-)
+# Live Link Face lists the ARKit names capitalised and with the Left/Right pairs of jaw and
+# mouth sideways motion swapped relative to ARKIT_52.
+_LLF_SWAPS = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft"}
+LLF_BLENDSHAPES: tuple[str, ...] = tuple(
+    (n := _LLF_SWAPS.get(name, name))[0].upper() + n[1:] for name in ARKIT_52)
 LLF_ROTATIONS: tuple[str, ...] = ("HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch",
                                   "LeftEyeRoll", "RightEyeYaw", "RightEyePitch", "RightEyeRoll")
 LLF_HEADER: tuple[str, ...] = ("Timecode", "BlendShapeCount", *LLF_BLENDSHAPES, *LLF_ROTATIONS)

@@ -1,4 +1,5 @@
-"""The 52 ARKit blendshape names, in the order of Live Link Face recordings."""
+"""The 52 ARKit blendshape names, in the order DistilFace outputs them (Live Link Face CSVs
+swap the jaw/mouth Left-Right pairs: see formats.LLF_BLENDSHAPES)."""
 
 ARKIT_52: tuple[str, ...] = (
     "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
