@@ -17,7 +17,7 @@ def test_pbm_hits_hand_computed():
     # p: [0.45, 0.65] -> frames 5, 6 -> min 5 -> miss.
     # b: [0.70, 0.85] -> frames 7, 8 -> frame 8 gap 0.9 < 1.0 -> hit.
     assert metrics.pbm_hits(gap, fps, phones, closed_gap_mm=1.0, tolerance_s=0.05) == (2, 3)
-    # Without tolerance, b covers [0.75, 0.8]: no frame lies inside -> not counted... frame 8 at 0.8 is.
+    # Without tolerance: m keeps frames 1..3, p frame 6 (gap 5, miss), b [0.75, 0.8] only frame 8 (0.9 mm, hit).
     assert metrics.pbm_hits(gap, fps, phones, closed_gap_mm=1.0, tolerance_s=0.0) == (2, 3)
     # A stricter threshold turns the 0.9 mm frame into a miss.
     assert metrics.pbm_hits(gap, fps, phones, closed_gap_mm=0.8, tolerance_s=0.05) == (1, 3)

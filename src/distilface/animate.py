@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distilface.audio import SAMPLE_RATE_HZ, AudioError
+from distilface.audio import SAMPLE_RATE_HZ, AudioError, av_frame_samples, mix_to_mono
 from distilface.curves import Curves, num_frames
 from distilface.student import Student, frame_starts
 
@@ -165,11 +165,6 @@ def animate_audio(model: Student, audio: np.ndarray, fps: float = 30.0) -> Curve
 
 # -- reading ----------------------------------------------------------------------------------
 
-def _mono(data: np.ndarray) -> np.ndarray:
-    """(n, channels) -> (n,) float32, as `load_audio` mixes down."""
-    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-
-
 def _open_soundfile(path: Path, block_s: float, stack: contextlib.ExitStack):
     import soundfile as sf
 
@@ -183,18 +178,9 @@ def _open_soundfile(path: Path, block_s: float, stack: contextlib.ExitStack):
             data = f.read(block_samples, dtype="float32", always_2d=True)
             if not len(data):
                 return
-            yield _mono(data)
+            yield mix_to_mono(data)
 
     return rate, duration_s, blocks()
-
-
-def _av_frame_samples(frame) -> np.ndarray:
-    """One decoded PyAV frame -> (n, channels) float32, scaled like `load_audio`."""
-    arr = frame.to_ndarray()  # (channels, n) planar or (1, n * channels) packed
-    arr = arr.T if frame.format.is_planar else arr.reshape(-1, len(frame.layout.channels))
-    if arr.dtype.kind in "iu":
-        arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
-    return arr.astype(np.float32, copy=False)
 
 
 def _open_av(path: Path, block_s: float, stack: contextlib.ExitStack):
@@ -217,7 +203,7 @@ def _open_av(path: Path, block_s: float, stack: contextlib.ExitStack):
     def blocks() -> Iterator[np.ndarray]:
         pending, held = [], 0
         for frame in container.decode(stream):
-            pending.append(_mono(_av_frame_samples(frame)))
+            pending.append(mix_to_mono(av_frame_samples(frame)))
             held += len(pending[-1])
             if held >= block_samples:
                 yield np.concatenate(pending)

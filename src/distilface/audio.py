@@ -49,10 +49,24 @@ def load_audio(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.nda
         data, rate = _load_with_av(path)
     if data.shape[0] == 0:
         raise AudioError(f"{path}: no audio samples")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    mono = mix_to_mono(data)
     if not np.all(np.isfinite(mono)):
         raise AudioError(f"{path}: audio contains NaN or infinite samples")
     return resample(mono, int(rate), sample_rate_hz)
+
+
+def mix_to_mono(data: np.ndarray) -> np.ndarray:
+    """(n, channels) -> (n,) float32: channels averaged."""
+    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+
+
+def av_frame_samples(frame) -> np.ndarray:
+    """One decoded PyAV audio frame -> (n, channels) float32; integers scaled to [-1, 1]."""
+    arr = frame.to_ndarray()  # (channels, n) planar or (1, n * channels) packed
+    arr = arr.T if frame.format.is_planar else arr.reshape(-1, len(frame.layout.channels))
+    if arr.dtype.kind in "iu":
+        arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
+    return arr.astype(np.float32, copy=False)
 
 
 def _load_with_av(path: Path) -> tuple[np.ndarray, int]:
@@ -66,16 +80,7 @@ def _load_with_av(path: Path) -> tuple[np.ndarray, int]:
             if stream is None:
                 raise AudioError(f"{path}: no audio stream")
             rate = stream.codec_context.sample_rate
-            chunks = []
-            for frame in container.decode(stream):
-                arr = frame.to_ndarray()  # (channels, n) planar or (1, n*channels) packed
-                if frame.format.is_planar:
-                    arr = arr.T
-                else:
-                    arr = arr.reshape(-1, len(frame.layout.channels))
-                if arr.dtype.kind == "i":
-                    arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
-                chunks.append(arr.astype(np.float32))
+            chunks = [av_frame_samples(frame) for frame in container.decode(stream)]
     except AudioError:
         raise
     except Exception as e:
