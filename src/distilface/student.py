@@ -99,7 +99,7 @@ def encoder_length(samples: int) -> int:
 
 
 class StepNorm(nn.Module):
-    """Normalisation over channels at each time step of a (B, C, T) tensor."""
+    """Normalisation over channels at each time step of a channels-last (B, T, C) tensor."""
 
     def __init__(self, kind: str, channels: int) -> None:
         super().__init__()
@@ -111,10 +111,61 @@ class StepNorm(nn.Module):
         else:
             self.norm = nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
-        if self.kind == "layer":
-            return self.norm(x.transpose(1, 2)).transpose(1, 2)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C)
+        if self.kind == "batch":  # statistics over batch and time in training, running ones after
+            return self.norm(x.reshape(-1, x.shape[-1])).view(x.shape)
         return self.norm(x)
+
+
+class StepConv(nn.Conv1d):
+    """A bias-free, ungrouped Conv1d on channels-last (B, T, C_in) -> (B, T_out, C_out), one matmul.
+
+    Same parameters and result as Conv1d on (B, C, T); on CPU the encoder runs about 1.5x faster
+    this way because its per-step LayerNorms then need no transposes (docs/students.md)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C_in)
+        k, s = self.kernel_size[0], self.stride[0]
+        c_out, c_in, _ = self.weight.shape
+        b, t, _ = x.shape
+        t_out = (t - k) // s + 1
+        if k == s:  # non-overlapping taps: a view, taps ordered (k, C_in)
+            patches = x[:, : t_out * s].reshape(b, t_out, k * c_in)
+            w = self.weight.permute(0, 2, 1).reshape(c_out, k * c_in)
+        else:  # im2col copy, taps ordered (C_in, k)
+            patches = x.unfold(1, k, s).reshape(b, t_out, c_in * k)
+            w = self.weight.reshape(c_out, c_in * k)
+        return patches @ w.t()
+
+
+class WindowConv(nn.Conv1d):
+    """The zero-padded grouped context conv over one window, output cut to the window's length.
+
+    Computed as one block-Toeplitz matmul per group: taps that would fall on the zero padding are
+    never multiplied (25 x 25 instead of 26 x 64 per channel pair for a 25-step window, kernel 64).
+    Equal to Conv1d(x)[..., :W]."""
+
+    def toeplitz(self, steps: int) -> torch.Tensor:
+        """(groups, C_in/groups * steps, C_out/groups * steps); entry (p, i) holds tap p - i + pad."""
+        g, kk, pad = self.groups, self.kernel_size[0], self.padding[0]
+        c_out, cg_in, _ = self.weight.shape
+        pos = torch.arange(steps)
+        tap = pos[:, None] - pos[None, :] + pad
+        valid = (tap >= 0) & (tap < kk)
+        wt = self.weight[:, :, tap.clamp(0, kk - 1)] * valid  # (C_out, cg_in, p, i)
+        return wt.view(g, c_out // g, cg_in, steps, steps).permute(0, 2, 3, 1, 4).reshape(
+            g, cg_in * steps, c_out // g * steps)
+
+    def valid_taps(self, steps: int) -> int:
+        """(input step, output step) pairs within the kernel's reach: MACs per channel pair."""
+        pos = torch.arange(steps)
+        tap = pos[:, None] - pos[None, :] + self.padding[0]
+        return int(((tap >= 0) & (tap < self.kernel_size[0])).sum())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, W) -> (N, C, W)
+        n, c, w = x.shape
+        xg = x.reshape(n, self.groups, c // self.groups * w).transpose(0, 1)  # (g, N, C/g * W)
+        out = torch.bmm(xg, self.toeplitz(w)).transpose(0, 1).reshape(n, c, w)
+        return out + self.bias[:, None]
 
 
 def _reduction_plan(steps: int) -> list[tuple[int, int]]:
@@ -136,7 +187,7 @@ class Student(nn.Module):
         convs, norms = [], []
         in_ch = 1
         for k, s in zip(ENCODER_KERNELS, ENCODER_STRIDES):
-            convs.append(nn.Conv1d(in_ch, c, k, s, bias=False))
+            convs.append(StepConv(in_ch, c, k, s, bias=False))
             norms.append(StepNorm(cfg.norm, c))
             in_ch = c
         self.encoder_convs = nn.ModuleList(convs)
@@ -145,7 +196,7 @@ class Student(nn.Module):
         self.proj = nn.Linear(c, c)
         # Global context over the window (HuBERT's positional conv): zero-padded at the window
         # edges, so it is evaluated per window, after the shared encoder.
-        self.context = nn.Conv1d(c, c, cfg.context_kernel, padding=cfg.context_kernel // 2,
+        self.context = WindowConv(c, c, cfg.context_kernel, padding=cfg.context_kernel // 2,
                                  groups=cfg.context_groups)
         self.reduce_norm = nn.LayerNorm(c)
         self.reduce = nn.ModuleList(nn.Conv1d(c, c, k, s) for k, s in _reduction_plan(self.steps_per_window))
@@ -155,16 +206,15 @@ class Student(nn.Module):
     # -- shared part --------------------------------------------------------------------------
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> (B, C, steps): features every 20 ms, each from 400 samples."""
-        x = audio.unsqueeze(1)
+        x = audio.unsqueeze(2)  # (B, samples, 1): channels last throughout the encoder
         for conv, norm in zip(self.encoder_convs, self.encoder_norms):
             x = F.gelu(norm(conv(x)))
-        x = self.proj(self.proj_norm(x.transpose(1, 2))).transpose(1, 2)
-        return x
+        return self.proj(self.proj_norm(x)).transpose(1, 2)
 
     # -- per-window part ----------------------------------------------------------------------
     def head(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, C, steps_per_window) -> {"fc": [fc feature maps], "pre": (N, out), "out": (N, out)}."""
-        ctx = self.context(feats)[..., : feats.shape[-1]]
+        ctx = self.context(feats)
         x = feats + F.gelu(ctx)
         x = self.reduce_norm(x.transpose(1, 2)).transpose(1, 2)
         for conv in self.reduce:
