@@ -303,13 +303,18 @@ def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, bloc
 
 def animate_command(audio_path: str | Path, out_path: str | Path, model_path: str | Path,
                     fps: float = 30.0, fmt: str | None = None, block_s: float = 60.0,
-                    progress: bool = True) -> Path:
+                    progress: bool = True, smooth: tuple[float, float, float] | None = None) -> Path:
     """`distilface animate`: load the student, animate the file, write `out_path` in `fmt`
-    (or by its extension, see `distilface.formats`). Returns the path written."""
+    (or by its extension, see `distilface.formats`); `smooth`: ensemble-smoothing weights
+    (`distilface.smoothing`). Returns the path written."""
     from distilface.checkpoint import load_student
     from distilface.formats import format_for, write_curves
 
     fmt = format_for(out_path, fmt)  # a bad extension fails before the long run
     model, _ = load_student(model_path)
+    if smooth is not None:
+        from distilface.smoothing import EnsembleSmoothed
+
+        model = EnsembleSmoothed(model, smooth)
     curves = animate_file(model, audio_path, fps=fps, block_s=block_s, progress=progress)
     return write_curves(curves, out_path, fmt, sound_file=str(audio_path))

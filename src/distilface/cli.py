@@ -68,7 +68,12 @@ def _render(a: argparse.Namespace) -> None:
 def _train(a: argparse.Namespace) -> None:
     from distilface.train import load_config, train
 
-    cfg = load_config(a.config, a.set or [])
+    overrides = list(a.set or [])
+    if a.stage:
+        overrides.append(f'stage="{a.stage}"')
+    if a.teacher2:
+        overrides.append(f'teacher2="{a.teacher2}"')
+    cfg = load_config(a.config, overrides)
     best = train(cfg, a.out)
     print(f"best checkpoint: {best}")
 
@@ -82,8 +87,10 @@ def _animate(a: argparse.Namespace) -> None:
     torch.set_flush_denormal(True)  # near-silent audio makes denormals that slow CPU convs
     if a.threads:
         torch.set_num_threads(a.threads)
+    from distilface.smoothing import parse_weights
+
     out = animate_command(a.audio, a.out, resolve_model(a.model), fps=a.fps, fmt=a.format,
-                          block_s=a.block_s, progress=not a.no_progress)
+                          block_s=a.block_s, progress=not a.no_progress, smooth=parse_weights(a.smooth))
     print(f"wrote: {out}")
 
 
@@ -115,8 +122,10 @@ def _eval(a: argparse.Namespace) -> None:
         if not sep:
             sys.exit(f"distilface eval: --model expects NAME=CHECKPOINT, got {item!r}")
         models[name] = path
+    from distilface.smoothing import parse_weights
+
     evaluate(models, a.out, tuple(a.sets.split(",")), a.max_utterances, a.fps, a.seed, a.corpus, a.real,
-             cache_dir=a.cache_dir, timing_runs=a.timing_runs)
+             cache_dir=a.cache_dir, timing_runs=a.timing_runs, smooth=parse_weights(a.smooth))
     print((Path(a.out) / "eval.md").read_text())
 
 
@@ -191,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="TOML file (see configs/)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.steps=100 --set student.channels=72")
+    t.add_argument("--stage", choices=("hetero", "finetune", "hybrid"), default=None,
+                   help="override the config's stage (hybrid: a frozen student supervises features)")
+    t.add_argument("--teacher2", default=None, help="hybrid: checkpoint of the frozen second teacher")
     t.add_argument("--out", required=True, help="run folder")
     t.set_defaults(func=_train)
 
@@ -207,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--block-s", type=float, default=60.0, help="seconds of audio read at a time")
     an.add_argument("--threads", type=int, default=None)
     an.add_argument("--no-progress", action="store_true")
+    an.add_argument("--smooth", nargs="?", const="default", default=None, metavar="W0,W1,W2",
+                    help="ensemble smoothing (paper Sec. 3.4): average the predictions at t - 16.7 ms, t, t + 16.7 ms with these weights (default 0.25,0.5,0.25); adds 16.7 ms latency")
     an.set_defaults(func=_animate)
 
     inf = sub.add_parser("info", help="parameters, MACs per frame, memory, receptive field, future context")
@@ -238,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--real", default="runs/asterisk-en/manifest.jsonl")
     e.add_argument("--cache-dir", default=None)
     e.add_argument("--timing-runs", type=int, default=50)
+    e.add_argument("--smooth", nargs="?", const="default", default=None, metavar="W0,W1,W2",
+                   help="also score every student ensemble-smoothed, as '<name> smoothed' (weights as for animate)")
     e.set_defaults(func=_eval)
 
     d = sub.add_parser("demo", help="the main job on the shipped default: corpus -> teacher -> render")

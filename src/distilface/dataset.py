@@ -83,10 +83,12 @@ def pack_split(manifest: str | Path, labels_dir: str | Path, split: str,
 class ChunkSampler:
     """Random chunks of `frames` label frames; batch b of a run depends only on (seed, b)."""
 
-    def __init__(self, data: PackedSplit, cfg: StudentConfig, frames: int, seed: int) -> None:
+    def __init__(self, data: PackedSplit, cfg: StudentConfig, frames: int, seed: int,
+                 extra_samples: int = 0) -> None:
+        """extra_samples: audio read past the chunk's end (a second teacher with more future)."""
         self.data, self.cfg, self.frames, self.seed = data, cfg, frames, seed
         self.stride = encoder_stride()
-        self.chunk_samples = cfg.window_samples + (frames - 1) * self.stride
+        self.chunk_samples = cfg.window_samples + (frames - 1) * self.stride + extra_samples
         lengths = np.array([len(x) for x in data.labels], dtype=np.float64)
         self.weights = lengths / lengths.sum()  # utterances drawn by length
 

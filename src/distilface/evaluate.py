@@ -183,7 +183,11 @@ def _external_info(model: Student, fps: float) -> dict[str, Any] | None:
         return None
     try:
         info = dict(model_info(model))
-        info["macs_per_frame_shared"] = shared_macs_per_frame(model, fps)
+        if "smoothing_weights" in info:  # k separate evaluations per frame, each shared as a student's
+            k = sum(1 for w in info["smoothing_weights"] if w)
+            info["macs_per_frame_shared"] = k * shared_macs_per_frame(model.student, fps)
+        else:
+            info["macs_per_frame_shared"] = shared_macs_per_frame(model, fps)
     except Exception as e:  # another module's contract: report it, do not fail the evaluation
         log.warning("distilface.info failed: %s: %s", type(e).__name__, e)
         return None
@@ -446,10 +450,13 @@ def evaluate(models: dict[str, str | None], out_dir: str | Path,
              test_sets: tuple[str, ...] | list[str] = TEST_SETS, max_utterances: int = 200, fps: float = 30.0,
              seed: int = 0, corpus: str | Path = "runs/corpus-20h/manifest.jsonl",
              real: str | Path = "runs/asterisk-en/manifest.jsonl", *, cache_dir: str | Path | None = None,
-             timing_runs: int = 50, progress: bool = True) -> dict[str, Any]:
+             timing_runs: int = 50, progress: bool = True,
+             smooth: tuple[float, float, float] | None = None) -> dict[str, Any]:
     """Score every model on every test set against the aligned teacher; write the report.
 
     models: display name -> student checkpoint path, or None for the teacher itself.
+    smooth: ensemble-smoothing weights; each student is then also scored smoothed, as
+    "<name> smoothed" (`distilface.smoothing`).
     cache_dir: where the de/es test corpora are synthesised (default: `<out_dir>/../eval-cache`).
     Returns the report that is also written to `out_dir/eval.json` (with `eval.md` and `plots/`).
     Raises ValueError/FileNotFoundError for bad models or an unknown test-set name; a test set
@@ -468,6 +475,12 @@ def evaluate(models: dict[str, str | None], out_dir: str | Path,
     plots_dir.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out.resolve().parent / "eval-cache"
     students = _load_models(models)
+    if smooth is not None:
+        from distilface.smoothing import EnsembleSmoothed
+
+        for name in [n for n, m in students.items() if m is not None]:
+            students[f"{name} smoothed"] = EnsembleSmoothed(students[name], smooth)
+            models = {**models, f"{name} smoothed": models[name]}
     teacher = build_teacher("aligned")
     rig = load_rig()
 
@@ -481,6 +494,8 @@ def evaluate(models: dict[str, str | None], out_dir: str | Path,
         else:
             log.info("timing %s", name)
             model_info[name] = {"checkpoint": str(models[name]), **describe_student(model, fps, timing_runs)}
+            if hasattr(model, "weights"):
+                model_info[name]["smoothing_weights"] = list(model.weights)
 
     reference_cache: dict[str, tuple[Curves, float]] = {}
     sets: dict[str, Any] = {}

@@ -175,7 +175,7 @@ def measure_context(model: Student) -> dict[str, int]:
     m = copy.deepcopy(model).double().eval()
     gen = torch.Generator().manual_seed(0)
     window = (0.1 * torch.randn(1, m.cfg.window_samples, generator=gen, dtype=torch.float64)).requires_grad_()
-    pre = m.head(m.encode(window))["pre"]
+    pre = m.head(m.encode(window))["pre"] if hasattr(m, "head") else m(window)  # smoothed: after the activation
     # A random projection of all outputs: no output channel is accidentally insensitive.
     (pre * torch.randn(pre.shape, generator=gen, dtype=torch.float64)).sum().backward()
     idx = torch.nonzero(window.grad[0] != 0).squeeze(1)
@@ -190,6 +190,10 @@ def measure_context(model: Student) -> dict[str, int]:
 # -- report -----------------------------------------------------------------------------------------
 def model_info(model: Student) -> dict:
     """Size, cost per frame, fp32 memory and measured context of a student (see module doc)."""
+    from distilface.smoothing import EnsembleSmoothed
+
+    if isinstance(model, EnsembleSmoothed):
+        return smoothed_info(model)
     cfg = model.cfg
     model = model.eval()
     params = count_parameters(model)
@@ -229,6 +233,31 @@ def model_info(model: Student) -> dict:
         "output_activation": cfg.output_activation,
         "norm": cfg.norm,
     }
+
+
+def smoothed_info(model) -> dict:
+    """`model_info` of an ensemble-smoothed student: k predictions per frame (k nonzero weights),
+    each a separate evaluation, so MACs and intermediates are k times the student's; the
+    context is measured on the widened window."""
+    d = model_info(model.student)
+    k = sum(1 for w in model.weights if w)
+    for key in ("macs_per_frame_windowed", "encoder_macs_per_step", "macs_per_frame_shared_30fps",
+                "macs_per_frame_shared_50fps", "elementwise_per_frame", "activation_mb"):
+        d[key] *= k
+    d["macs_per_layer_windowed"] = {n: v * k for n, v in d["macs_per_layer_windowed"].items()}
+    d["memory_mb"] = d["param_mb"] + d["activation_mb"]
+    d["memory_rule"] += f"; {k} predictions per frame (ensemble smoothing)"
+    ctx = measure_context(model)
+    ms = 1000 / SAMPLE_RATE_HZ
+    d.update({"window_ms": model.cfg.window_ms, "future_ms_config": model.cfg.future_ms,
+              "receptive_field_samples": ctx["receptive_field_samples"],
+              "receptive_field_ms": ctx["receptive_field_samples"] * ms,
+              "receptive_field_first_sample": ctx["first"], "receptive_field_last_sample": ctx["last"],
+              "future_samples_measured": ctx["future_samples"],
+              "future_ms_measured": ctx["future_samples"] * ms,
+              "future_within_one_stride": abs(ctx["future_samples"] - model.cfg.future_samples) < encoder_stride(),
+              "smoothing_weights": list(model.weights), "smoothing_offset_samples": model.offset})
+    return d
 
 
 def _si(n: float) -> str:

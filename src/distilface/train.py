@@ -1,9 +1,21 @@
-"""`distilface train`: distil teacher labels into a student (stage `hetero`, and fine-tuning).
+"""`distilface train`: distil teacher labels into a student (stages `hetero`, `finetune`, `hybrid`).
 
 Losses are named terms with weights from the config (paper eq. 1-4): reconstruction
 L_rec = mean_t ||r_s - r_t||^2 and velocity L_vel = mean_t ||v_s - v_t||^2 with v_t = r_t - r_{t-1},
 both summed over channels. Frames come in chunks one encoder step (20 ms) apart, so the encoder
 runs once per chunk and the velocity is taken between neighbouring frames of a chunk.
+
+Stage `hybrid` (paper eq. 5-7): a trained student, frozen, is a second teacher (`teacher2`); the
+labels still come from the first teacher. A feature loss L_feat = sum_l mean_t ||f_l - f_l'||^2
+over the last layers (the FC feature maps and the final layer before its activation, whose sizes
+do not depend on the width) is added. Down-scaling supervision: fewer channels than teacher2.
+Predictive supervision: less future audio; teacher2 then sees its own window for the same frame
+time, which ends later (the chunk is read that much further). Both combine in one run.
+
+Beyond the paper, aimed at the jitter of low-latency students, which it blames on frame-level
+supervision and its plain L2 feature loss: `acc` matches the students' frame-to-frame acceleration
+to the labels', and `feat_vel` matches the frame-to-frame change of the feature maps to teacher2's
+(temporal consistency in feature space). Both default to 0 (the paper's losses).
 
 The run folder holds `config.json`, `last.pt` (resume point), `best.pt` (best validation),
 `history.jsonl` and `training_curves.png`. A killed run started again with the same command
@@ -15,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -41,6 +54,9 @@ class LossWeights:
     # jawOpen and mouthClose independently, but a closure needs them equal to a few hundredths;
     # this term weighs exactly the combination the PBM metric looks at. 0 turns it off.
     lip_gap: float = 0.0
+    acc: float = 0.0  # beyond the paper: acceleration, like vel one difference further
+    feat: float = 0.0  # hybrid: feature loss against teacher2 (paper eq. 6)
+    feat_vel: float = 0.0  # hybrid, beyond the paper: frame-to-frame change of the features
 
 
 @dataclass
@@ -57,13 +73,14 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    stage: str = "hetero"  # hetero | finetune (same losses; finetune starts from `init`)
+    stage: str = "hetero"  # hetero | finetune (same losses; starts from `init`) | hybrid (+ teacher2)
     manifest: str = ""
     labels: str = ""  # label folder at 50 fps
     train_split: str = "train"
     val_split: str = "val"
     sources: list[str] | None = None  # restrict to these manifest sources
     init: str | None = None  # checkpoint to start from (fine-tuning)
+    teacher2: str | None = None  # hybrid: the frozen student checkpoint that supervises features
     student: StudentConfig = field(default_factory=StudentConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -145,11 +162,38 @@ def distill_losses(pred: torch.Tensor, target: torch.Tensor,
                    gap_mm: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """pred, target: (B, F, channels) -> named loss terms (unweighted); gap_mm adds `lip_gap`."""
     rec = ((pred - target) ** 2).sum(-1).mean()
-    vel = (((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])) ** 2).sum(-1).mean()
-    terms = {"rec": rec, "vel": vel}
+    dp, dt = pred.diff(dim=1), target.diff(dim=1)
+    vel = ((dp - dt) ** 2).sum(-1).mean()
+    acc = ((dp.diff(dim=1) - dt.diff(dim=1)) ** 2).sum(-1).mean()
+    terms = {"rec": rec, "vel": vel, "acc": acc}
     if gap_mm is not None:
         terms["lip_gap"] = (((pred - target) @ gap_mm) ** 2).mean()
     return terms
+
+
+def feature_losses(student: list[torch.Tensor], teacher: list[torch.Tensor], frames: int) -> dict[str, torch.Tensor]:
+    """Feature maps, each (B * F, dims) frame-major per chunk -> `feat` (paper eq. 6: summed over
+    layers, mean over frames of the squared distance) and `feat_vel` (the same on the change from
+    one frame to the next)."""
+    feat = sum(((s - t) ** 2).sum(-1).mean() for s, t in zip(student, teacher))
+    feat_vel = 0.0
+    for s, t in zip(student, teacher):
+        ds = s.view(-1, frames, s.shape[-1]).diff(dim=1)
+        dt = t.view(-1, frames, t.shape[-1]).diff(dim=1)
+        feat_vel = feat_vel + ((ds - dt) ** 2).sum(-1).mean()
+    return {"feat": feat, "feat_vel": feat_vel}
+
+
+def teacher2_shift(student: StudentConfig, teacher2: StudentConfig) -> int:
+    """Samples by which teacher2's window for a frame starts after the student's (>= 0)."""
+    if teacher2.window_samples != student.window_samples:
+        raise ValueError(f"teacher2 window {teacher2.window_ms} ms != student window {student.window_ms} ms")
+    if teacher2.future_samples < student.future_samples:
+        raise ValueError(f"teacher2 sees {teacher2.future_ms} ms of future audio, less than the "
+                         f"student's {student.future_ms} ms: predictive supervision needs more")
+    if tuple(teacher2.fc_dims) != tuple(student.fc_dims) or tuple(teacher2.names) != tuple(student.names):
+        raise ValueError("teacher2 and student differ in fc_dims or output names: no feature loss possible")
+    return teacher2.future_samples - student.future_samples
 
 
 def lr_at(step: int, o: OptimConfig) -> float:
@@ -183,12 +227,19 @@ def _gap_weights(model: Student) -> torch.Tensor:
 
 
 def train_step(model: Student, opt: torch.optim.Optimizer, audio: torch.Tensor, target: torch.Tensor,
-               cfg: TrainConfig) -> dict[str, float]:
+               cfg: TrainConfig, teacher2: Student | None = None, shift: int = 0) -> dict[str, float]:
+    """audio: (B, chunk + shift) samples; the student reads [:chunk], teacher2 [shift:]."""
     model.train()
     b, f, _ = target.shape
-    pred = model.forward_chunks(audio, f)["out"].view(b, f, -1)
+    chunk = audio.shape[1] - shift
+    out = model.forward_chunks(audio[:, :chunk], f)
+    pred = out["out"].view(b, f, -1)
     terms = distill_losses(pred, target, _gap_weights(model) if cfg.loss.lip_gap else None)
-    loss = sum(getattr(cfg.loss, k) * v for k, v in terms.items())
+    if teacher2 is not None:
+        with torch.no_grad():
+            ref = teacher2.forward_chunks(audio[:, shift:], f)
+        terms.update(feature_losses([*out["fc"], out["pre"]], [*ref["fc"], ref["pre"]], f))
+    loss = sum(getattr(cfg.loss, k) * v for k, v in terms.items() if getattr(cfg.loss, k))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -252,6 +303,15 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
     if tuple(cfg.student.names) != tuple(train_data.names):
         raise ValueError(f"student outputs {len(cfg.student.names)} channels, labels have {len(train_data.names)}")
     model = Student(cfg.student)
+    teacher2, shift = None, 0
+    if cfg.stage == "hybrid":
+        if not cfg.teacher2:
+            raise ValueError("stage hybrid needs `teacher2` (a trained student checkpoint)")
+        teacher2, _ = load_student(cfg.teacher2)  # eval mode: frozen, running norms
+        teacher2.requires_grad_(False)
+        shift = teacher2_shift(cfg.student, teacher2.cfg)
+    elif cfg.stage not in ("hetero", "finetune"):
+        raise ValueError(f"unknown stage {cfg.stage!r} (hetero, finetune, hybrid)")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     step, best, history = 0, None, []
     if (out / "last.pt").exists():
@@ -261,14 +321,14 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
         step, best = ckpt["step"], ckpt.get("best")
         history = read_jsonl(out / "history.jsonl") if (out / "history.jsonl").exists() else []
         history = [h for h in history if h["step"] <= step]
-        log.info("resumed %s at step %d", out, step)
+        tqdm.write(f"resumed {out} at step {step}", file=sys.stderr)
     elif cfg.init:
         init_model, _ = load_student(cfg.init)
         model.load_state_dict(init_model.state_dict())
     else:
         init_output_bias(model, train_data)
 
-    sampler = ChunkSampler(train_data, cfg.student, cfg.optim.chunk_frames, cfg.seed)
+    sampler = ChunkSampler(train_data, cfg.student, cfg.optim.chunk_frames, cfg.seed, extra_samples=shift)
     frames_per_step = cfg.optim.batch_chunks * cfg.optim.chunk_frames
     bar = tqdm(total=cfg.optim.steps, initial=step, desc=f"train {out.name}", unit="step")
     t0, audio_s = time.monotonic(), 0.0
@@ -276,7 +336,7 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.optim)
         audio, target = sampler.batch(step, cfg.optim.batch_chunks)
-        logs = train_step(model, opt, audio, target, cfg)
+        logs = train_step(model, opt, audio, target, cfg, teacher2, shift)
         step += 1
         audio_s += frames_per_step / TRAIN_FPS
         row = {"step": step, "lr": lr_at(step - 1, cfg.optim), **logs}
