@@ -129,6 +129,20 @@ def _eval(a: argparse.Namespace) -> None:
     print((Path(a.out) / "eval.md").read_text())
 
 
+def _experiment(a: argparse.Namespace) -> None:
+    if a.which == "paper-table":
+        from distilface.experiment import run_paper_table
+
+        rows = [r.strip() for r in a.rows.split(",")] if a.rows else None
+        run_paper_table(a.out, a.scale, rows=rows, docs=a.docs)
+        print((Path(a.out) / "results.md").read_text())
+    else:
+        from distilface.peers import run_peers
+
+        report = run_peers(a.out, test_sets=tuple(a.sets.split(",")), max_utterances=a.max_utterances)
+        print((Path(a.out) / "peers.md").read_text() if (Path(a.out) / "peers.md").exists() else report)
+
+
 def _demo(a: argparse.Namespace) -> None:
     from distilface.demo import run_demo
 
@@ -255,6 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--smooth", nargs="?", const="default", default=None, metavar="W0,W1,W2",
                    help="also score every student ensemble-smoothed, as '<name> smoothed' (weights as for animate)")
     e.set_defaults(func=_eval)
+
+    x = sub.add_parser("experiment", help="paper-table: every row of the paper's Table 2 on our data; peers: other lip-sync tools side by side")
+    x.add_argument("which", choices=("paper-table", "peers"))
+    x.add_argument("--scale", choices=("smoke", "full"), default="smoke",
+                   help="paper-table: smoke = tiny corpus, a few steps (checks the machinery); full = the 20 h corpus")
+    x.add_argument("--rows", default=None, help="paper-table: comma-separated row names or slugs (default: all)")
+    x.add_argument("--docs", default=None, help="paper-table: also publish the table into this markdown file")
+    x.add_argument("--sets", default="clean,noisy10,real", help="peers: test sets")
+    x.add_argument("--max-utterances", type=int, default=50, help="peers: per test set")
+    x.add_argument("--out", required=True)
+    x.set_defaults(func=_experiment)
 
     d = sub.add_parser("demo", help="the main job on the shipped default: corpus -> teacher -> render")
     d.add_argument("--out", default="runs/demo")

@@ -281,14 +281,21 @@ def describe_student(model: Student, fps: float, timing_runs: int) -> dict[str, 
             **time_student(model, fps, timing_runs), "info": info}
 
 
-def _load_models(models: dict[str, str | None]) -> dict[str, Student | None]:
+def _load_models(models: dict[str, Any]) -> dict[str, Student | None]:
+    """name -> None (the teacher), a checkpoint path, or (path, smoothing weights)."""
     from distilface.checkpoint import load_student
+    from distilface.smoothing import EnsembleSmoothed
 
     if not models:
         raise ValueError("evaluate: no models given")
     loaded: dict[str, Student | None] = {}
-    for name, path in models.items():
-        loaded[name] = None if path is None else load_student(path)[0]
+    for name, spec in models.items():
+        if spec is None:
+            loaded[name] = None
+        elif isinstance(spec, (tuple, list)):
+            loaded[name] = EnsembleSmoothed(load_student(spec[0])[0], tuple(spec[1]))
+        else:
+            loaded[name] = load_student(spec)[0]
     return loaded
 
 
@@ -446,7 +453,7 @@ def format_markdown(report: dict[str, Any]) -> str:
 
 # -- entry point ----------------------------------------------------------------------------------
 
-def evaluate(models: dict[str, str | None], out_dir: str | Path,
+def evaluate(models: dict[str, Any], out_dir: str | Path,
              test_sets: tuple[str, ...] | list[str] = TEST_SETS, max_utterances: int = 200, fps: float = 30.0,
              seed: int = 0, corpus: str | Path = "runs/corpus-20h/manifest.jsonl",
              real: str | Path = "runs/asterisk-en/manifest.jsonl", *, cache_dir: str | Path | None = None,
@@ -454,7 +461,8 @@ def evaluate(models: dict[str, str | None], out_dir: str | Path,
              smooth: tuple[float, float, float] | None = None) -> dict[str, Any]:
     """Score every model on every test set against the aligned teacher; write the report.
 
-    models: display name -> student checkpoint path, or None for the teacher itself.
+    models: display name -> student checkpoint path, (path, smoothing weights), or None for the
+    teacher itself.
     smooth: ensemble-smoothing weights; each student is then also scored smoothed, as
     "<name> smoothed" (`distilface.smoothing`).
     cache_dir: where the de/es test corpora are synthesised (default: `<out_dir>/../eval-cache`).
@@ -493,7 +501,9 @@ def evaluate(models: dict[str, str | None], out_dir: str | Path,
                                 "cpu_ms_per_frame_window": None, "cpu_ms_per_frame_offline": None}
         else:
             log.info("timing %s", name)
-            model_info[name] = {"checkpoint": str(models[name]), **describe_student(model, fps, timing_runs)}
+            spec = models[name]
+            path = spec[0] if isinstance(spec, (tuple, list)) else spec
+            model_info[name] = {"checkpoint": str(path), **describe_student(model, fps, timing_runs)}
             if hasattr(model, "weights"):
                 model_info[name]["smoothing_weights"] = list(model.weights)
 

@@ -1,0 +1,335 @@
+"""`distilface experiment paper-table`: every row of the paper's Table 2, trained and scored here.
+
+Rows (paper Table 2): the teacher; the MFCC and frozen-front-end baselines without KD (trained only
+on the small real set, labelled through forced alignment) and with KD (the pseudo-labelled corpus);
+C0 (hetero, fine-tuned on real speech); C0/2 and C0/4 hetero and hybrid; 128 ms and 64 ms hetero
+and hybrid (C0 width); C0/2 + 64 ms hetero and hybrid; the 64 ms hybrids also smoothed. Hybrid rows
+learn from the fine-tuned C0 as second teacher. 64 ms rows use the paper's velocity weight 9.
+
+Every row trains into `<out>/rows/<row>/` with `distilface.train` (resumable: run the same command
+again after a kill), then all rows are scored together by `distilface.evaluate` into `<out>/eval/`,
+and `<out>/results.md` puts our table beside the paper's numbers, with figures of PBM vs memory and
+PBM vs future context. `--scale smoke` builds a tiny corpus and trains a few steps per row: it checks
+the machinery in minutes, its numbers mean nothing. `--scale full` uses the 20 h corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from distilface.fileio import atomic_write, read_json, write_json
+from distilface.smoothing import DEFAULT_WEIGHTS
+
+log = logging.getLogger(__name__)
+
+C0_CHANNELS = 288
+
+# Paper Table 2 (../shared/notes/paper.md): PBM % on LibriSpeech test-clean, test-other, in-house
+# (and in-house as % of teacher), MSE, jitter, params, GFLOPs, MB, future ms, CPU ms.
+PAPER_TABLE2: dict[str, dict[str, Any]] = {
+    "teacher": dict(clean=96.9, other=92.0, inhouse=93.1, of_teacher=None, jitter=0.0444, params="967 M", mb=">4096", future="whole file"),
+    "MFCC baseline, no KD": dict(clean=24.4, other=28.7, inhouse=49.0, of_teacher=52.6, jitter=0.0413, params="2 M", mb=12.3, future=256),
+    "MFCC baseline, KD": dict(clean=72.4, other=56.7, inhouse=71.7, of_teacher=77.0, jitter=0.0429, params="2 M", mb=12.3, future=256),
+    "frozen front end, no KD": dict(clean=22.8, other=26.7, inhouse=35.2, of_teacher=37.8, jitter=0.0341, params="7.2 M", mb=52.5, future=256),
+    "frozen front end, KD": dict(clean=90.5, other=82.0, inhouse=88.3, of_teacher=94.8, jitter=0.0443, params="7.2 M", mb=52.5, future=256),
+    "C0 (hetero, fine-tuned)": dict(clean=94.5, other=84.7, inhouse=92.4, of_teacher=99.3, jitter=0.0412, params="3 M", mb=21, future=256),
+    "C0/2 hetero": dict(clean=88.2, other=74.7, inhouse=86.2, of_teacher=92.6, jitter=0.0399, params="0.8 M", mb=8, future=256),
+    "C0/2 hybrid": dict(clean=89.8, other=82.7, inhouse=90.3, of_teacher=97.0, jitter=0.0441, params="0.8 M", mb=8, future=256),
+    "C0/4 hetero": dict(clean=78.0, other=62.0, inhouse=75.9, of_teacher=81.5, jitter=0.0407, params="0.23 M", mb=3.4, future=256),
+    "C0/4 hybrid": dict(clean=90.6, other=75.3, inhouse=87.6, of_teacher=94.1, jitter=0.0433, params="0.23 M", mb=3.4, future=256),
+    "128 ms hetero": dict(clean=92.1, other=81.3, inhouse=86.9, of_teacher=93.3, jitter=0.0426, params="3 M", mb=21, future=128),
+    "128 ms hybrid": dict(clean=92.1, other=86.0, inhouse=91.0, of_teacher=97.7, jitter=0.0480, params="3 M", mb=21, future=128),
+    "64 ms hetero": dict(clean=81.1, other=60.7, inhouse=73.1, of_teacher=78.5, jitter=0.0472, params="3 M", mb=21, future=64),
+    "64 ms hybrid": dict(clean=90.6, other=72.0, inhouse=82.1, of_teacher=88.2, jitter=0.0607, params="3 M", mb=21, future=64),
+    "64 ms hybrid, smoothed": dict(clean=86.6, other=64.7, inhouse=75.9, of_teacher=81.5, jitter=0.0402, params="3 M", mb=42, future=81),
+    "C0/2 + 64 ms hetero": dict(clean=76.4, other=54.0, inhouse=69.0, of_teacher=74.1, jitter=0.0462, params="0.8 M", mb=8, future=64),
+    "C0/2 + 64 ms hybrid": dict(clean=89.8, other=67.3, inhouse=80.0, of_teacher=85.9, jitter=0.0617, params="0.8 M", mb=8, future=64),
+    "C0/2 + 64 ms hybrid, smoothed": dict(clean=81.1, other=64.7, inhouse=74.5, of_teacher=80.0, jitter=0.0391, params="0.8 M", mb=16, future=81),
+}
+PAPER_TEACHER_JITTER = 0.0444
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str  # as in the paper's table
+    arch: str = "conv"  # StudentConfig.arch
+    divisor: int = 1  # channels = C0 / divisor
+    future_ms: float = 256.0
+    stage: str = "hetero"  # hetero | hybrid | teacher
+    data: str = "kd"  # kd: the pseudo-labelled corpus | real: the real train split only
+    finetune: bool = False  # then fine-tuned on the real train split
+    smoothed_from: str | None = None  # evaluated smoothed, using that row's checkpoint
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+
+
+ROWS: tuple[Row, ...] = (
+    Row("teacher", stage="teacher"),
+    Row("MFCC baseline, no KD", arch="mfcc", data="real"),
+    Row("MFCC baseline, KD", arch="mfcc"),
+    Row("frozen front end, no KD", arch="whisper_conv", data="real"),
+    Row("frozen front end, KD", arch="whisper_conv"),
+    Row("C0 (hetero, fine-tuned)", finetune=True),
+    Row("C0/2 hetero", divisor=2),
+    Row("C0/2 hybrid", divisor=2, stage="hybrid"),
+    Row("C0/4 hetero", divisor=4),
+    Row("C0/4 hybrid", divisor=4, stage="hybrid"),
+    Row("128 ms hetero", future_ms=128.0),
+    Row("128 ms hybrid", future_ms=128.0, stage="hybrid"),
+    Row("64 ms hetero", future_ms=64.0),
+    Row("64 ms hybrid", future_ms=64.0, stage="hybrid"),
+    Row("64 ms hybrid, smoothed", smoothed_from="64 ms hybrid"),
+    Row("C0/2 + 64 ms hetero", divisor=2, future_ms=64.0),
+    Row("C0/2 + 64 ms hybrid", divisor=2, future_ms=64.0, stage="hybrid"),
+    Row("C0/2 + 64 ms hybrid, smoothed", smoothed_from="C0/2 + 64 ms hybrid"),
+)
+SECOND_TEACHER = "C0 (hetero, fine-tuned)"
+
+
+@dataclass
+class Scale:
+    name: str
+    corpus: str  # manifest of the pseudo-labelled corpus
+    labels: str  # its 50 fps labels
+    real: str  # manifest of the real set (train / val / test splits)
+    real_labels: str
+    steps: int  # per hetero / hybrid row
+    finetune_steps: int
+    c0_channels: int = C0_CHANNELS
+    batch_chunks: int = 16
+    chunk_frames: int = 32
+    val_every: int = 500
+    val_utterances: int = 100
+    lr: float = 1e-3
+    warmup_steps: int = 300
+    eval_sets: tuple[str, ...] = ("clean", "noisy10", "real")
+    max_utterances: int = 200
+    timing_runs: int = 50
+    threads: int = 2
+    extra_overrides: tuple[str, ...] = field(default_factory=tuple)
+
+
+def scale_preset(name: str, out: Path) -> Scale:
+    if name == "full":
+        return Scale("full", corpus="runs/corpus-20h/manifest.jsonl", labels="runs/labels-20h-50fps",
+                     real="runs/asterisk-en/manifest.jsonl", real_labels="runs/labels-asterisk-50fps",
+                     steps=3000, finetune_steps=300)
+    if name == "smoke":
+        data = out / "data"
+        return Scale("smoke", corpus=str(data / "corpus" / "manifest.jsonl"), labels=str(data / "labels"),
+                     real=str(data / "corpus" / "manifest.jsonl"), real_labels=str(data / "labels"),
+                     steps=3, finetune_steps=2, c0_channels=32, batch_chunks=2, chunk_frames=8, val_every=3,
+                     val_utterances=3, warmup_steps=1, eval_sets=("clean",), max_utterances=3, timing_runs=3,
+                     threads=1, extra_overrides=("student.context_groups=4", 'val_split="test"'))
+    raise ValueError(f"unknown scale {name!r} (smoke, full)")
+
+
+def _prepare_smoke_data(scale: Scale) -> None:
+    """A tiny synthetic corpus and its 50 fps labels; in smoke scale it also stands in for the real set."""
+    from distilface.corpus.synth import SynthConfig, synth_corpus
+    from distilface.label import LabelJob, run_labels
+
+    manifest = Path(scale.corpus)
+    if not manifest.exists():
+        synth_corpus(SynthConfig(hours=0.012, max_voices=6, augment_fraction=0.0), manifest.parent, workers=2)
+    run_labels(LabelJob(manifest=manifest, out_dir=Path(scale.labels), fps=50.0, workers=2))
+
+
+def _overrides(row: Row, scale: Scale, real: bool, teacher2: Path | None) -> list[str]:
+    o = [f'stage="{row.stage if row.stage != "teacher" else "hetero"}"',
+         f"student.channels={scale.c0_channels // row.divisor}", f"student.future_ms={row.future_ms}", f"optim.steps={scale.steps}",
+         f"optim.batch_chunks={scale.batch_chunks}", f"optim.chunk_frames={scale.chunk_frames}",
+         f"optim.lr={scale.lr}", f"optim.warmup_steps={scale.warmup_steps}", f"val_every={scale.val_every}",
+         f"val_utterances={scale.val_utterances}", f"threads={scale.threads}",
+         f'manifest="{scale.real if real else scale.corpus}"',
+         f'labels="{scale.real_labels if real else scale.labels}"', "loss.lip_gap=0.05"]
+    if row.arch != "conv":
+        o.append(f'student.arch="{row.arch}"')
+    if row.future_ms <= 64:
+        o.append("loss.vel=9.0")  # the paper's weight for its 64 ms students
+    if row.stage == "hybrid":
+        o += [f'teacher2="{teacher2}"', "loss.feat=1.0"]
+    return o + list(scale.extra_overrides)
+
+
+def train_row(row: Row, scale: Scale, out: Path, teacher2: Path | None) -> Path:
+    """Train (or resume) one row; returns its final checkpoint."""
+    from distilface.train import load_config, train
+
+    run_dir = out / "rows" / row.slug
+    best = train(load_config(None, _overrides(row, scale, row.data == "real", teacher2)), run_dir)
+    if not row.finetune:
+        return best
+    ft = [f'stage="finetune"', f'init="{best}"', f"optim.steps={scale.finetune_steps}", "optim.lr=2e-4",
+          f"optim.warmup_steps={min(50, scale.finetune_steps)}",
+          f"val_every={max(scale.finetune_steps // 3, 1)}"]
+    cfg = load_config(None, _overrides(row, scale, True, teacher2) + ft)
+    return train(cfg, run_dir / "finetune")
+
+
+def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[str] | None = None,
+                    docs: str | Path | None = None) -> dict[str, Any]:
+    """Train every row (or those named), score them together, write results.md and figures."""
+    from distilface.evaluate import evaluate
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scale = scale_preset(scale_name, out)
+    t0 = time.monotonic()
+    if scale.name == "smoke":
+        _prepare_smoke_data(scale)
+    chosen = [r for r in ROWS if rows is None or r.name in rows or r.slug in rows]
+    unknown = set(rows or ()) - {r.name for r in ROWS} - {r.slug for r in ROWS}
+    if unknown:
+        raise ValueError(f"unknown rows {sorted(unknown)} (see distilface.experiment.ROWS)")
+    by_name = {r.name: r for r in ROWS}
+    # the second teacher and the rows smoothed ones reuse are trained first
+    needed = {r.smoothed_from for r in chosen if r.smoothed_from}
+    if any(r.stage == "hybrid" for r in chosen) or any(by_name[n].stage == "hybrid" for n in needed):
+        needed.add(SECOND_TEACHER)
+    order = [by_name[n] for n in (SECOND_TEACHER, *sorted(needed - {SECOND_TEACHER})) if n in needed]
+    order += [r for r in chosen if r not in order]
+    ckpts: dict[str, Path] = {}
+    for row in order:
+        if row.stage == "teacher" or row.smoothed_from:
+            continue
+        log.info("row %s", row.name)
+        ckpts[row.name] = train_row(row, scale, out, ckpts.get(SECOND_TEACHER))
+    train_s = time.monotonic() - t0
+
+    models: dict[str, Any] = {}
+    for row in chosen:
+        if row.stage == "teacher":
+            models[row.name] = None
+        elif row.smoothed_from:
+            models[row.name] = (str(ckpts[row.smoothed_from]), DEFAULT_WEIGHTS)
+        else:
+            models[row.name] = str(ckpts[row.name])
+    report = evaluate(models, out / "eval", test_sets=scale.eval_sets, max_utterances=scale.max_utterances,
+                      corpus=scale.corpus, real=scale.real, timing_runs=scale.timing_runs, progress=True)
+    summary = {"scale": scale.__dict__, "rows": [r.name for r in chosen], "train_seconds": train_s,
+               "total_seconds": time.monotonic() - t0, "checkpoints": {k: str(v) for k, v in ckpts.items()}}
+    write_json(out / "experiment.json", summary)
+    md = format_results(report, summary, out)
+    with atomic_write(out / "results.md", "w") as f:
+        f.write(md)
+    if docs:
+        _publish(out, Path(docs))
+    return {"report": report, "summary": summary}
+
+
+# -- the table and figures ----------------------------------------------------------------------------
+def _cell(report: dict, model: str, test_set: str, key: str):
+    for r in report["rows"]:
+        if r["model"] == model and r["test_set"] == test_set:
+            return r.get(key)
+    return None
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def format_results(report: dict, summary: dict, out: Path) -> str:
+    sets = [s for s in report["test_sets"] if report["test_sets"][s]["status"] == "ok"]
+    main = "clean" if "clean" in sets else sets[0]
+    head = ["model"] + [f"PBM {s} (% teacher)" for s in sets] + [
+        f"open {main}", f"MSE {main}", f"jitter x teacher ({main})", "params", "MB", "future ms",
+        "CPU ms/frame", "paper: PBM clean", "paper: in-house (% teacher)", "paper: jitter x teacher"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in summary["rows"]:
+        info = report["models"].get(name, {})
+        cells = [name]
+        for s in sets:
+            cells.append(f"{_pct(_cell(report, name, s, 'pbm_accuracy'))} ({_pct(_cell(report, name, s, 'pbm_of_teacher'))})")
+        mse = _cell(report, name, main, "mse")
+        jit = _cell(report, name, main, "jitter_ratio")
+        mem = info.get("memory_bytes")
+        cells += [_pct(_cell(report, name, main, "open_vowel_accuracy")),
+                  "-" if mse is None else f"{mse:.4f}", "-" if jit is None else f"{jit:.2f}",
+                  "-" if info.get("parameters") is None else f"{info['parameters'] / 1e6:.2f} M",
+                  "-" if mem is None else f"{mem / 1e6:.1f}",
+                  "-" if info.get("future_ms") is None else f"{info['future_ms']:.0f}",
+                  "-" if info.get("cpu_ms_per_frame_offline") is None else f"{info['cpu_ms_per_frame_offline']:.3f}"]
+        p = PAPER_TABLE2.get(name, {})
+        cells += [str(p.get("clean", "-")), "-" if not p else f"{p['inhouse']} ({p['of_teacher'] or '-'})",
+                  "-" if not p else f"{p['jitter'] / PAPER_TEACHER_JITTER:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    sc = summary["scale"]
+    figs = plot_results(report, summary, out)
+    text = [f"# Paper Table 2 on our data ({sc['name']} scale)", "",
+            f"Scale: {sc['steps']} steps per row (batch {sc['batch_chunks']} x {sc['chunk_frames']} frames at 50 fps), "
+            f"fine-tuning {sc['finetune_steps']} steps, C0 = {sc['c0_channels']} channels; corpus `{sc['corpus']}`, "
+            f"real set `{sc['real']}`; evaluated on {', '.join(sets)} ({report['max_utterances']} utterances "
+            f"at most per set, {report['fps']:g} fps). Training took {summary['train_seconds'] / 60:.1f} min, "
+            f"everything {summary['total_seconds'] / 60:.1f} min.", "",
+            "PBM: % of /p b m/ frames with closed lips (in parentheses: % of the teacher's own score on the same set). "
+            "Paper columns: LibriSpeech test-clean PBM, in-house PBM (% of teacher), jitter relative to its teacher's 0.0444.",
+            "", *lines, "", *[f"![{k}]({Path(v).name})" for k, v in figs.items()], ""]
+    return "\n".join(text)
+
+
+def plot_results(report: dict, summary: dict, out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = [s for s in report["test_sets"] if report["test_sets"][s]["status"] == "ok"]
+    main = "clean" if "clean" in sets else sets[0]
+    pts = []
+    for name in summary["rows"]:
+        info = report["models"].get(name, {})
+        pbm = _cell(report, name, main, "pbm_of_teacher")
+        if info.get("memory_bytes") is None or pbm is None:
+            continue
+        pts.append((name, info["memory_bytes"] / 1e6, info["future_ms"], 100 * pbm))
+    figs = {}
+    for key, idx, xlabel in (("pbm-vs-memory", 1, "memory, MB (params + intermediates, fp32)"),
+                             ("pbm-vs-future", 2, "future context, ms (measured)")):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for p in pts:
+            ax.scatter(p[idx], p[3], color="tab:red" if "hybrid" in p[0] else "tab:blue")
+            ax.annotate(p[0], (p[idx], p[3]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"PBM, % of teacher ({main})")
+        ax.set_title(f"{key.replace('-', ' ')} ({summary['scale']['name']} scale; red: hybrid)")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out / f"{key}.png"
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=110)
+        plt.close(fig)
+        figs[key] = str(path)
+    return figs
+
+
+PUBLISH_BEGIN = "<!-- paper-table:begin (written by distilface experiment paper-table --docs) -->"
+PUBLISH_END = "<!-- paper-table:end -->"
+
+
+def _publish(out: Path, docs: Path) -> None:
+    """Put results.md between the markers of `docs` (appended when absent); figures into
+    docs/figures/. The rest of the file is kept."""
+    figures = docs.parent / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    text = (out / "results.md").read_text()
+    for png in ("pbm-vs-memory.png", "pbm-vs-future.png"):
+        target = figures / f"paper-table-{png}"
+        target.write_bytes((out / png).read_bytes())
+        text = text.replace(f"]({png})", f"](figures/{target.name})")
+    block = f"{PUBLISH_BEGIN}\n{text.rstrip()}\n{PUBLISH_END}"
+    old = docs.read_text() if docs.exists() else ""
+    if PUBLISH_BEGIN in old and PUBLISH_END in old:
+        new = old[: old.index(PUBLISH_BEGIN)] + block + old[old.index(PUBLISH_END) + len(PUBLISH_END):]
+    else:
+        new = (old.rstrip() + "\n\n" if old else "") + block + "\n"
+    with atomic_write(docs, "w") as f:
+        f.write(new)

@@ -1,0 +1,63 @@
+"""`distilface experiment paper-table --scale smoke` through the real CLI, on a subset of rows that
+exercises every mechanism: hetero + fine-tuning (the second teacher), hybrid with down-scaling and
+predictive supervision, smoothing, the results table beside the paper's, figures, publishing."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from distilface.experiment import PAPER_TABLE2, PUBLISH_BEGIN, PUBLISH_END, ROWS
+
+ROW_SUBSET = "teacher,C0 (hetero, fine-tuned),C0/4 hybrid,64 ms hybrid, smoothed"
+
+
+def test_rows_cover_the_papers_table():
+    assert [r.name for r in ROWS] == list(PAPER_TABLE2)
+    assert len({r.slug for r in ROWS}) == len(ROWS)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paper")
+    docs = root / "docs" / "results.md"
+    docs.parent.mkdir()
+    docs.write_text("# Results\n\nhand-written part\n")
+    rows = "teacher,c0-hetero-fine-tuned,c0-4-hybrid,64-ms-hybrid-smoothed"
+    proc = subprocess.run([sys.executable, "-m", "distilface.cli", "experiment", "paper-table", "--scale", "smoke",
+                           "--rows", rows, "--out", str(root / "out"), "--docs", str(docs)],
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, docs
+
+
+def test_rows_trained_with_the_right_recipe(smoke):
+    root, _ = smoke
+    rows = root / "out" / "rows"
+    # the smoothed row reuses 64 ms hybrid, which needs the fine-tuned C0 as second teacher
+    assert sorted(p.name for p in rows.iterdir()) == ["64-ms-hybrid", "c0-4-hybrid", "c0-hetero-fine-tuned"]
+    ft = json.loads((rows / "c0-hetero-fine-tuned" / "finetune" / "config.json").read_text())
+    assert ft["stage"] == "finetune" and ft["init"].endswith("c0-hetero-fine-tuned/best.pt")
+    h4 = json.loads((rows / "c0-4-hybrid" / "config.json").read_text())
+    assert h4["stage"] == "hybrid" and h4["student"]["channels"] == 8 and h4["loss"]["feat"] == 1.0
+    assert h4["teacher2"].endswith("c0-hetero-fine-tuned/finetune/best.pt")
+    h64 = json.loads((rows / "64-ms-hybrid" / "config.json").read_text())
+    assert h64["student"]["future_ms"] == 64.0 and h64["loss"]["vel"] == 9.0
+
+
+def test_table_figures_and_publish(smoke):
+    root, docs = smoke
+    report = json.loads((root / "out" / "eval" / "eval.json").read_text())
+    models = {r["model"] for r in report["rows"]}
+    assert models == {"teacher", "C0 (hetero, fine-tuned)", "C0/4 hybrid", "64 ms hybrid, smoothed"}
+    smoothed = report["models"]["64 ms hybrid, smoothed"]
+    assert smoothed["future_ms_config"] == pytest.approx(64 + 267 / 16)
+    md = (root / "out" / "results.md").read_text()
+    for name in ("C0/4 hybrid", "64 ms hybrid, smoothed"):
+        line = next(l for l in md.splitlines() if l.startswith(f"| {name} |"))
+        assert str(PAPER_TABLE2[name]["clean"]) in line  # the paper's number beside ours
+    assert (root / "out" / "pbm-vs-memory.png").stat().st_size > 5000
+    text = docs.read_text()
+    assert text.startswith("# Results\n\nhand-written part") and PUBLISH_BEGIN in text and PUBLISH_END in text
+    assert (docs.parent / "figures" / "paper-table-pbm-vs-future.png").exists()
