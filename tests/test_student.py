@@ -67,3 +67,20 @@ def test_config_is_checked():
         StudentConfig(norm="group")
     with pytest.raises(ValueError):
         StudentConfig(channels=30, context_groups=8)
+
+
+@pytest.mark.parametrize("steps", [25, 5, 40])
+def test_window_conv_paths_equal_a_plain_conv(steps):
+    """Training (block-Toeplitz) and inference (conv on the reached taps) both equal Conv1d[..., :W]."""
+    from distilface.student import WindowConv
+
+    torch.manual_seed(0)
+    conv = WindowConv(16, 16, 64, padding=32, groups=4)
+    ref = torch.nn.Conv1d(16, 16, 64, padding=32, groups=4)
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(3, 16, steps)
+    want = ref(x)[..., :steps]
+    torch.testing.assert_close(conv.train()(x), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.eval()(x), want, rtol=1e-5, atol=1e-5)
+    lo, hi = conv.used_taps(steps)
+    assert (lo, hi) == ((8, 56) if steps == 25 else (28, 36) if steps == 5 else (0, 63))

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from distilface.fileio import atomic_path
-from distilface.student import Student, StudentConfig
+from distilface.student import Student, StudentConfig, build_student
 
 CHECKPOINT_KIND = "distilface-student"
 CHECKPOINT_VERSION = 1
@@ -42,8 +42,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_student(path: str | Path) -> tuple[Student, dict[str, Any]]:
-    """-> (model in eval mode, the whole checkpoint dict)."""
+    """-> (model in eval mode, the whole checkpoint dict); the architecture is the config's `arch`."""
     ckpt = read_checkpoint(path)
-    model = Student(StudentConfig(**ckpt["student_config"]))
+    model = build_student(StudentConfig(**ckpt["student_config"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt

@@ -5,8 +5,8 @@ Figures, all for one output frame and fp32:
 - parameters;
 - MACs per frame, per-window evaluation (`model(window)`), counted with forward hooks on every
   Conv1d and Linear (a conv output element costs in_channels / groups * kernel MACs, a linear one
-  in_features; the window context conv computes only the taps inside the window, so an output
-  element costs in_channels / groups * the window steps within the kernel's reach). Norms and activations are elementwise and not counted as MACs (as thop/fvcore);
+  in_features; the window context conv, as run at inference, uses only the kernel taps a window
+  reaches: 2 x 25 - 1 = 49 of 64 for a 25-step window). Norms and activations are elementwise and not counted as MACs (as thop/fvcore);
   their element count is reported as `elementwise_per_frame`;
 - MACs per frame with the shared encoder (`Student.forward_frames`): each phase of the frame grid
   modulo the encoder stride runs the encoder once over the stream, so per frame the encoder costs
@@ -46,9 +46,10 @@ MB = 1e6
 # -- MACs -----------------------------------------------------------------------------------------
 def layer_macs(module: nn.Module, out: torch.Tensor) -> int:
     """Multiply-accumulates spent producing `out` (batch included); 0 for non-MAC layers."""
-    if isinstance(module, WindowConv):  # (N, C, W): only the taps inside the window are computed
+    if isinstance(module, WindowConv):  # (N, C, W) at inference: the conv on the taps a window reaches
         n, c_out, w = out.shape
-        return n * c_out * (module.in_channels // module.groups) * module.valid_taps(w)
+        lo, hi = module.used_taps(w)
+        return n * c_out * w * (module.in_channels // module.groups) * (hi - lo + 1)
     if isinstance(module, nn.Conv1d):
         return out.numel() * (module.in_channels // module.groups) * module.kernel_size[0]
     if isinstance(module, nn.Linear):

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from distilface.checkpoint import load_student, read_checkpoint, save_checkpoint
 from distilface.dataset import TRAIN_FPS, ChunkSampler, PackedSplit, pack_split
 from distilface.fileio import read_json, read_jsonl, write_json, write_jsonl
-from distilface.student import Student, StudentConfig, frame_starts
+from distilface.student import Student, StudentConfig, build_student, frame_starts
 
 log = logging.getLogger(__name__)
 
@@ -286,8 +286,13 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
     torch.set_num_threads(cfg.threads)
     # Real audio has long near-silent stretches: denormal floats there slow CPU convs badly.
     torch.set_flush_denormal(True)
-    if (out / "config.json").exists() and read_json(out / "config.json") != config_dict(cfg):
-        raise ValueError(f"{out}: holds a run with another config; use a new folder")
+    if (out / "config.json").exists():
+        # a run saved before a config field existed took that field's default: rebuild, then compare
+        stored = config_dict(_build(TrainConfig, read_json(out / "config.json"), str(out / "config.json")))
+        if stored != config_dict(cfg):
+            changed = sorted(k for k in config_dict(cfg) if stored.get(k) != config_dict(cfg)[k])
+            raise ValueError(f"{out}: holds a run with another config (differs in {', '.join(changed)}); "
+                             "use a new folder")
     write_json(out / "config.json", config_dict(cfg))
 
     sources = tuple(cfg.sources) if cfg.sources else None
@@ -302,7 +307,7 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
     torch.manual_seed(cfg.seed)
     if tuple(cfg.student.names) != tuple(train_data.names):
         raise ValueError(f"student outputs {len(cfg.student.names)} channels, labels have {len(train_data.names)}")
-    model = Student(cfg.student)
+    model = build_student(cfg.student)
     teacher2, shift = None, 0
     if cfg.stage == "hybrid":
         if not cfg.teacher2:
