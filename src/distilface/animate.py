@@ -6,13 +6,17 @@ The file streams through in blocks, so memory stays bounded however long it is:
     -> mix down to mono
     -> `StreamResampler` to 16 kHz: exact polyphase resampling with carried-over context, so the
        stream equals `scipy.signal.resample_poly` over the whole file (what `load_audio` does)
-    -> `FrameStream`: runs the student on every frame whose window (past + future context) has
-       fully arrived, keeping only the audio the next frames still need
+    -> `StreamingAnimator` (distilface.runtime.streaming): runs the student on every frame whose
+       window (past + future context) has fully arrived, reusing the encoder steps that frames
+       of one phase share, keeping only the audio the next frames still need
 
 Frames are defined as for the whole file at once (`animate_audio`): frame k shows time k / fps,
 its window starts at `frame_starts(...)[k]`, windows are zero-padded beyond the file's ends, and
 there are `num_frames(len(audio) / 16000, fps)` frames. A window sees the same samples whichever
 block it falls in, so blockwise output equals whole-file output (up to float rounding, ~1e-7).
+
+The model is a torch student (optionally `EnsembleSmoothed`) or an exported ONNX file run by
+onnxruntime (`distilface.runtime.ort.OrtModel`); this module imports torch only for the former.
 """
 
 from __future__ import annotations
@@ -22,13 +26,17 @@ import logging
 from collections.abc import Iterator
 from math import gcd
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from distilface.audio import SAMPLE_RATE_HZ, AudioError, av_frame_samples, mix_to_mono
 from distilface.curves import Curves, num_frames
-from distilface.student import Student, frame_starts
+
+if TYPE_CHECKING:
+    import torch
+
+    from distilface.student import Student
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +102,12 @@ class StreamResampler:
 
 
 class FrameStream:
-    """Runs a student over 16 kHz audio pushed in chunks of any size.
+    """Runs a student over 16 kHz audio pushed in chunks of any size, every window from its audio.
 
     `push(audio)` returns the frames whose windows are complete, `push(audio, final=True)` the
     rest; frames equal `animate_audio` on the concatenated audio. Holds only the audio from the
-    next frame's window start onward (plus the last chunk).
+    next frame's window start onward (plus the last chunk). The uncached reference of
+    `distilface.runtime.streaming.StreamingAnimator`, which reuses encoder steps between frames.
     """
 
     def __init__(self, model: Student, fps: float, pass_s: float = PASS_S) -> None:
@@ -116,6 +125,8 @@ class FrameStream:
         self._k_next = 0  # next frame to compute
 
     def _starts(self, k0: int, k1: int) -> torch.Tensor:
+        from distilface.student import frame_starts
+
         return frame_starts(k1, self.fps, self.model.cfg)[k0:k1]  # the whole-file definition
 
     def _ready_frames(self, final: bool) -> int:
@@ -144,19 +155,31 @@ class FrameStream:
             return np.zeros((0, len(self.model.cfg.names)), np.float32)
         return np.concatenate(outs)
 
-    @torch.inference_mode()
     def _run(self, k0: int, k1: int) -> np.ndarray:
+        import torch
+
         starts = self._starts(k0, k1)
         lo = max(int(starts[0]), 0)
         hi = min(int(starts[-1]) + self.window, self._n)
         seg = self._buf[lo - self._buf_start: hi - self._buf_start]
         # forward_frames zero-pads windows beyond the segment: only ever beyond the file's ends
-        return self.model.forward_frames(torch.from_numpy(seg), starts - lo).numpy()
+        with torch.inference_mode():
+            return self.model.forward_frames(torch.from_numpy(seg), starts - lo).numpy()
 
 
 def animate_audio(model: Student, audio: np.ndarray, fps: float = 30.0) -> Curves:
-    """Whole-signal reference: (samples,) float32 16 kHz in memory -> Curves, in one pass."""
+    """Whole-signal reference: (samples,) float32 16 kHz in memory -> Curves, in one pass.
+    A model without `forward_frames` (an ONNX `OrtModel`) streams the signal in one push."""
     audio = np.asarray(audio, dtype=np.float32)
+    if not hasattr(model, "forward_frames"):
+        from distilface.runtime.streaming import StreamingAnimator, stream_all
+
+        stream = StreamingAnimator(model, fps)
+        return Curves(fps, stream.names, stream_all(stream, audio, len(audio)))
+    import torch
+
+    from distilface.student import frame_starts
+
     n = num_frames(len(audio) / SAMPLE_RATE_HZ, fps)
     with torch.inference_mode():
         values = model.forward_frames(torch.from_numpy(audio), frame_starts(n, fps, model.cfg)).numpy()
@@ -263,7 +286,8 @@ def _checked_blocks(path: Path, blocks: Iterator[np.ndarray], rate: int) -> Iter
 
 def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, block_s: float = 60.0,
                  progress: bool = True) -> Curves:
-    """Animate any common audio file with `model` -> Curves(fps, model.cfg.names, (frames, outputs)).
+    """Animate any common audio file with `model` (a torch student or an ONNX `OrtModel`) ->
+    Curves(fps, curve names, (frames, outputs)).
 
     Any sample rate (resampled to 16 kHz exactly as `load_audio` does) and channel count (mixed
     down). Reads `block_s` seconds of source audio at a time; memory is bounded by the block and
@@ -274,8 +298,10 @@ def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, bloc
     """
     if not block_s > 0:
         raise ValueError(f"block_s must be positive, got {block_s}")
+    from distilface.runtime.streaming import StreamingAnimator
+
     path = Path(audio_path)
-    frames = FrameStream(model, fps)
+    frames = StreamingAnimator(model, fps)
     outs = []
     peak, n_source = 0.0, 0
     with contextlib.ExitStack() as stack:
@@ -298,7 +324,7 @@ def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, bloc
     if peak < SILENCE_PEAK:
         logger.warning("%s: audio is silent (peak %.1e): animating it anyway, the face should rest",
                        path, peak)
-    return Curves(fps, model.cfg.names, np.concatenate(outs))
+    return Curves(fps, frames.names, np.concatenate(outs))
 
 
 def animate_command(audio_path: str | Path, out_path: str | Path, model_path: str | Path,
@@ -306,15 +332,24 @@ def animate_command(audio_path: str | Path, out_path: str | Path, model_path: st
                     progress: bool = True, smooth: tuple[float, float, float] | None = None) -> Path:
     """`distilface animate`: load the student, animate the file, write `out_path` in `fmt`
     (or by its extension, see `distilface.formats`); `smooth`: ensemble-smoothing weights
-    (`distilface.smoothing`). Returns the path written."""
-    from distilface.checkpoint import load_student
+    (`distilface.smoothing`). A `.onnx` model (`distilface export`) runs in onnxruntime and needs
+    no torch. Returns the path written."""
     from distilface.formats import format_for, write_curves
 
     fmt = format_for(out_path, fmt)  # a bad extension fails before the long run
-    model, _ = load_student(model_path)
-    if smooth is not None:
-        from distilface.smoothing import EnsembleSmoothed
+    if Path(model_path).suffix == ".onnx":
+        from distilface.runtime.ort import OrtModel
 
-        model = EnsembleSmoothed(model, smooth)
+        model = OrtModel(model_path, threads=None)
+        if smooth is not None:
+            model = model.smoothed(smooth)
+    else:
+        from distilface.checkpoint import load_student
+
+        model, _ = load_student(model_path)
+        if smooth is not None:
+            from distilface.smoothing import EnsembleSmoothed
+
+            model = EnsembleSmoothed(model, smooth)
     curves = animate_file(model, audio_path, fps=fps, block_s=block_s, progress=progress)
     return write_curves(curves, out_path, fmt, sound_file=str(audio_path))

@@ -79,19 +79,45 @@ def _train(a: argparse.Namespace) -> None:
 
 
 def _animate(a: argparse.Namespace) -> None:
-    import torch
-
     from distilface.animate import animate_command
     from distilface.models import resolve_model
+    from distilface.runtime.streaming import parse_weights
 
-    torch.set_flush_denormal(True)  # near-silent audio makes denormals that slow CPU convs
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    from distilface.smoothing import parse_weights
+    try:
+        import torch
+    except ImportError:  # a .onnx model runs in onnxruntime alone (docs/runtime.md)
+        torch = None
+    if torch is not None:
+        torch.set_flush_denormal(True)  # near-silent audio makes denormals that slow CPU convs
+        if a.threads:
+            torch.set_num_threads(a.threads)
 
     out = animate_command(a.audio, a.out, resolve_model(a.model), fps=a.fps, fmt=a.format,
                           block_s=a.block_s, progress=not a.no_progress, smooth=parse_weights(a.smooth))
     print(f"wrote: {out}")
+
+
+def _export(a: argparse.Namespace) -> None:
+    import torch
+
+    from distilface.checkpoint import load_student
+    from distilface.models import resolve_model
+    from distilface.runtime.export import export_model
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    path = resolve_model(a.model)
+    model, _ = load_student(path)
+    report = export_model(model, a.out, streaming=a.streaming, int8=a.int8, fps=a.fps,
+                          source=a.model or path.stem)
+    print(json.dumps(report, indent=2))
+    if a.eval_sets:
+        from distilface.runtime.quality import int8_quality
+
+        out = a.eval_out or str(Path(a.out).with_suffix("")) + "-quality"
+        int8_quality(model, a.out, out, test_sets=tuple(a.eval_sets.split(",")), max_utterances=a.max_utterances,
+                     fps=a.fps, corpus=a.corpus, real=a.real)
+        print((Path(out) / "int8.md").read_text())
 
 
 def _info(a: argparse.Namespace) -> None:
@@ -236,6 +262,24 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--smooth", nargs="?", const="default", default=None, metavar="W0,W1,W2",
                     help="ensemble smoothing (paper Sec. 3.4): average the predictions at t - 16.7 ms, t, t + 16.7 ms with these weights (default 0.25,0.5,0.25); adds 16.7 ms latency")
     an.set_defaults(func=_animate)
+
+    ex = sub.add_parser("export", help="a student as an ONNX graph (windowed or streaming, optionally int8), "
+                        "checked against torch on real speech before it is written")
+    ex.add_argument("model", nargs="?", default=None, help="checkpoint or shipped model name (default: shipped default)")
+    ex.add_argument("-o", "--out", required=True, help="the .onnx file to write")
+    ex.add_argument("--streaming", action="store_true",
+                    help="the streaming graph (new audio + cached encoder state in, frames + state out); "
+                         "default: the windowed graph (one window in, one frame out)")
+    ex.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (onnxruntime)")
+    ex.add_argument("--fps", type=float, default=30.0, help="frame rate of the checks")
+    ex.add_argument("--eval-sets", default=None, metavar="SETS",
+                    help="also score the export beside the torch model on these eval test sets, e.g. clean,real")
+    ex.add_argument("--max-utterances", type=int, default=30, help="per eval test set")
+    ex.add_argument("--eval-out", default=None, help="folder of the scores (default: <out>-quality)")
+    ex.add_argument("--corpus", default="runs/corpus-20h/manifest.jsonl")
+    ex.add_argument("--real", default="runs/asterisk-en/manifest.jsonl")
+    ex.add_argument("--threads", type=int, default=None)
+    ex.set_defaults(func=_export)
 
     inf = sub.add_parser("info", help="parameters, MACs per frame, memory, receptive field, future context")
     inf.add_argument("model", nargs="?", default=None, help="checkpoint or shipped model name (default: shipped default)")

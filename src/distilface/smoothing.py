@@ -18,24 +18,8 @@ import torch
 from torch import nn
 
 from distilface.audio import SAMPLE_RATE_HZ
-
-SMOOTH_OFFSET_SAMPLES = round(SAMPLE_RATE_HZ / 60)  # 267 samples = 16.69 ms
-DEFAULT_WEIGHTS = (0.25, 0.5, 0.25)
-
-
-def parse_weights(text: str | None) -> tuple[float, float, float] | None:
-    """'0.25,0.5,0.25' -> normalised weights; '' or 'default' -> DEFAULT_WEIGHTS; None -> None."""
-    if text is None:
-        return None
-    if text in ("", "default"):
-        return DEFAULT_WEIGHTS
-    try:
-        w = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise ValueError(f"smoothing weights {text!r}: expected three numbers like 0.25,0.5,0.25") from None
-    if len(w) != 3 or min(w) < 0 or sum(w) <= 0:
-        raise ValueError(f"smoothing weights {text!r}: expected three non-negative numbers, not all 0")
-    return tuple(x / sum(w) for x in w)  # type: ignore[return-value]
+# the weights and offset live with the torch-free runtime, which needs them without torch
+from distilface.runtime.streaming import DEFAULT_WEIGHTS, SMOOTH_OFFSET_SAMPLES, parse_weights  # noqa: F401
 
 
 class EnsembleSmoothed(nn.Module):

@@ -1,0 +1,317 @@
+"""`StreamingAnimator`: push audio chunks of any size, get each frame once its window has arrived.
+
+Frames are those of offline `animate_audio` on the whole signal: frame k shows time k / fps, its
+window starts at `frame_starts(...)[k]` (zero audio before the start and, once the stream ends,
+after its end), and a stream of n samples has `num_frames(n / 16000, fps)` frames. Output equals
+the offline frames up to float rounding (docs/runtime.md has the measured bound).
+
+What is reused. Encoder step j of a window that starts at sample s depends only on samples
+[s + 320 j, s + 320 j + receptive), so windows whose starts agree modulo the 320-sample encoder
+stride (a *phase*) share their feature steps. Per phase the animator keeps the last
+`steps_per_window - 1` feature steps (the *cache*, (C, W - 1)) and the first step of the last
+window it ran; a new frame of that phase needs only the encoder steps past the cache and one
+head pass. At 30 fps the frame starts fall on 3 phases, each frame 5 steps after the previous one
+of its phase: 5 encoder steps + 1 head per frame instead of 25 + 1 for a whole window.
+
+Ensemble smoothing (`EnsembleSmoothed`, or `Smoothed` here without torch) is three predictions
+per frame, at offsets 0, 267 and 534 samples from the widened window's start; each is a window of
+its own phase, and the animator runs all of them in order of their start so that every phase
+advances monotonically. A prediction that two frames share (60 fps: t + 1/60 s is the next frame's
+t) is computed once.
+
+Backends (duck-typed, numpy in and out; this module imports neither torch nor onnxruntime):
+
+    phase_step(audio (L,), cache (C, W - 1) | None, frames (F,) int64) -> ((F, out), (C, W - 1))
+        encodes the new steps of `audio`, appends them to `cache` (None: the frames never read
+        it), and runs the head on the windows whose first step is at index `frames` of
+        cache + new steps. The torch one is `distilface.runtime.step.TorchBackend`; the ONNX
+        streaming graph (`distilface.runtime.ort.OrtModel`) is the export of the same function.
+    windows(windows (N, window_samples)) -> (N, out)
+        per-window fallback, for a windowed ONNX graph.
+
+Both carry `names`, `geometry` (`StreamGeometry`) and `streaming` (True: use `phase_step`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from distilface.animate import PASS_S, StreamResampler
+from distilface.audio import SAMPLE_RATE_HZ
+from distilface.curves import num_frames
+
+
+@dataclass(frozen=True)
+class StreamGeometry:
+    """Where a student's window reads its audio, in 16 kHz samples."""
+
+    window_samples: int  # the window the network takes
+    past_samples: int  # of it before the frame time
+    stride_samples: int  # between encoder steps (320)
+    steps_per_window: int  # encoder steps the head reads (W)
+    receptive_samples: int  # audio under one encoder step
+    feature_channels: int  # C of the encoder output (and of the cache)
+
+    def __post_init__(self) -> None:
+        span = (self.steps_per_window - 1) * self.stride_samples + self.receptive_samples
+        if self.steps_per_window < 2 or span > self.window_samples:
+            raise ValueError(f"stream geometry: {self.steps_per_window} steps of {self.receptive_samples} "
+                             f"samples every {self.stride_samples} do not fit a {self.window_samples}-sample window")
+
+    @property
+    def span_samples(self) -> int:
+        """Samples from a window's start to the end of the last one its frame depends on."""
+        return (self.steps_per_window - 1) * self.stride_samples + self.receptive_samples
+
+
+SMOOTH_OFFSET_SAMPLES = round(SAMPLE_RATE_HZ / 60)  # ensemble smoothing: 267 samples = 16.69 ms
+DEFAULT_WEIGHTS = (0.25, 0.5, 0.25)
+
+
+def parse_weights(text: str | None) -> tuple[float, float, float] | None:
+    """'0.25,0.5,0.25' -> normalised weights; '' or 'default' -> DEFAULT_WEIGHTS; None -> None."""
+    if text is None:
+        return None
+    if text in ("", "default"):
+        return DEFAULT_WEIGHTS
+    try:
+        w = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"smoothing weights {text!r}: expected three numbers like 0.25,0.5,0.25") from None
+    if len(w) != 3 or min(w) < 0 or sum(w) <= 0:
+        raise ValueError(f"smoothing weights {text!r}: expected three non-negative numbers, not all 0")
+    return tuple(x / sum(w) for x in w)  # type: ignore[return-value]
+
+
+@dataclass
+class Smoothed:
+    """Ensemble smoothing (`distilface.smoothing`) around any backend, without torch: the frame at
+    t averages the predictions of windows starting `offset` samples apart. `EnsembleSmoothed`
+    carries the same three attributes, so both stream alike."""
+
+    student: Any
+    weights: tuple[float, float, float]
+    offset: int
+
+    def __post_init__(self) -> None:
+        self.weights = tuple(float(w) for w in self.weights)
+        if len(self.weights) != 3 or abs(sum(self.weights) - 1) > 1e-6 or min(self.weights) < 0:
+            raise ValueError(f"smoothing weights must be three non-negative numbers summing to 1, got {self.weights}")
+
+
+@dataclass
+class _Phase:
+    first: int  # encoder step where the last window run in this phase starts
+    pred: np.ndarray  # (out,) its frame
+    cache: np.ndarray  # (C, W - 1) feature steps first + 1 .. first + W - 1
+
+
+def as_backend(model: Any) -> Any:
+    """A backend for `model`: an ONNX model or another backend as it is, a torch student wrapped."""
+    if hasattr(model, "streaming"):
+        return model
+    from distilface.runtime.step import TorchBackend  # torch only where a torch model is streamed
+
+    return TorchBackend(model)
+
+
+def stream_all(stream: "StreamingAnimator", audio: np.ndarray, chunk_samples: int) -> np.ndarray:
+    """Push `audio` through `stream` in pieces of `chunk_samples` and end the stream: all frames."""
+    step = max(int(chunk_samples), 1)
+    return np.concatenate([stream.push(audio[i: i + step]) for i in range(0, len(audio), step)] + [stream.flush()])
+
+
+class StreamingAnimator:
+    """Streams audio through a student (torch or ONNX), `push` by `push`.
+
+    model: a torch student, an `EnsembleSmoothed` one, an `OrtModel`, a `Smoothed` one, or a
+    backend (module doc). fps: frames per second of the output. sample_rate_hz: rate of the pushed
+    audio; other rates than 16 kHz go through `StreamResampler` (equal to resampling the whole
+    signal with `distilface.audio.resample`). pass_s: most audio one backend call covers, which
+    bounds memory however much is pushed at once.
+    """
+
+    def __init__(self, model: Any, fps: float = 30.0, sample_rate_hz: int = SAMPLE_RATE_HZ,
+                 pass_s: float = PASS_S) -> None:
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        if not pass_s > 0:
+            raise ValueError(f"pass_s must be positive, got {pass_s}")
+        self.fps = float(fps)
+        self.sample_rate_hz = int(sample_rate_hz)
+        inner, weights, offset = model, (1.0,), 0
+        if hasattr(model, "student") and hasattr(model, "weights"):  # ensemble smoothing
+            inner, weights, offset = model.student, tuple(model.weights), int(model.offset)
+        self.backend = as_backend(inner)
+        self.names: tuple[str, ...] = tuple(self.backend.names)
+        self.geometry: StreamGeometry = self.backend.geometry
+        g = self.geometry
+        # the predictions of a frame: (offset from the widened window's start, weight), w = 0 skipped
+        self._preds = [(i * offset, w) for i, w in enumerate(weights) if w]
+        self._past = g.past_samples + offset  # of the widened window (smoothing: one offset more)
+        self._streaming = bool(self.backend.streaming)
+        self._max_jobs = max(int(pass_s * self.fps), 1) * len(self._preds)
+        self._resampler = None
+        if self.sample_rate_hz != SAMPLE_RATE_HZ:
+            self._resampler = StreamResampler(self.sample_rate_hz, SAMPLE_RATE_HZ)
+        self.reset()
+
+    @property
+    def lookahead_samples(self) -> int:
+        """Audio after a frame's time (16 kHz samples) that must arrive before the frame comes out."""
+        return self._preds[-1][0] + self.geometry.span_samples - self._past
+
+    @property
+    def phases(self) -> int:
+        """Phases (window starts modulo the encoder stride) seen since the last reset."""
+        return len(self._phases)
+
+    @property
+    def frames_out(self) -> int:
+        """Frames returned since the last reset."""
+        return self._emitted
+
+    def reset(self) -> None:
+        """Forget all audio and state: the next push starts a new stream at time 0."""
+        if self._resampler is not None:
+            self._resampler.reset()
+        self._buf = np.zeros(0, np.float32)  # audio from sample _buf_start on (16 kHz)
+        self._buf_start = 0
+        self._n = 0  # 16 kHz samples received
+        self._next = [0] * len(self._preds)  # per prediction: next frame not yet run
+        self._acc: dict[int, np.ndarray] = {}  # frame -> sum of its weighted predictions so far
+        self._phases: dict[int, _Phase] = {}
+        self._emitted = 0
+        self._finished = False
+        # work done since the reset: encoder steps computed and head passes (windows) run
+        self.stats = {"encoder_steps": 0, "windows": 0}
+
+    def push(self, audio: np.ndarray, final: bool = False) -> np.ndarray:
+        """(n,) float audio at `sample_rate_hz` -> (frames, outputs) float32 completed by it.
+
+        `final=True` ends the stream (audio after it is taken as silence) and returns the
+        remaining frames; `reset()` starts a new one. Raises RuntimeError on a push after the end.
+        """
+        if self._finished:
+            raise RuntimeError("push after the final one: call reset() to start a new stream")
+        x = np.asarray(audio, dtype=np.float32)
+        if x.ndim != 1:
+            raise ValueError(f"push expects mono samples (n,), got shape {x.shape}")
+        if self._resampler is not None:
+            x = self._resampler(x, final=final)
+        if len(x):
+            self._buf = np.concatenate([self._buf, x])
+            self._n += len(x)
+        total = num_frames(self._n / SAMPLE_RATE_HZ, self.fps)  # frames that exist so far
+        jobs = self._ready(final, total)
+        for i in range(0, len(jobs), self._max_jobs):
+            self._run(jobs[i: i + self._max_jobs])
+        out = self._emit(total)
+        if final:
+            self._finished = True
+            self._acc.clear()
+        else:
+            keep_from = min(max(self._next_start(), self._buf_start), self._n)
+            self._buf = self._buf[keep_from - self._buf_start:]
+            self._buf_start = keep_from
+        return out
+
+    def flush(self) -> np.ndarray:
+        """End the stream: `push(empty, final=True)`."""
+        return self.push(np.zeros(0, np.float32), final=True)
+
+    # -- scheduling ---------------------------------------------------------------------------
+    def _start(self, k: int, i: int) -> int:
+        """First sample of prediction i's window of frame k: `frame_starts` of the widened window
+        (round half to even, as torch.round) plus the prediction's offset."""
+        return round(k * SAMPLE_RATE_HZ / self.fps) - self._past + self._preds[i][0]
+
+    def _next_start(self) -> int:
+        """Start of the earliest window not yet run: no later window reads audio before it."""
+        return min(self._start(k, i) for i, k in enumerate(self._next))
+
+    def _ready(self, final: bool, total: int) -> list[tuple[int, int, int]]:
+        """(start, frame, prediction) of every window that can run now, in order of start."""
+        jobs = []
+        span = self.geometry.span_samples
+        while True:
+            best = None
+            for i, k in enumerate(self._next):
+                if final and k >= total:
+                    continue
+                s = self._start(k, i)
+                if best is None or s < best[0]:
+                    best = (s, k, i)
+            if best is None or (not final and best[0] + span > self._n):
+                return jobs
+            jobs.append(best)
+            self._next[best[2]] += 1
+
+    def _emit(self, total: int) -> np.ndarray:
+        end = min(min(self._next), total)  # frames below have all their predictions
+        rows = [self._acc.pop(k) for k in range(self._emitted, end)]
+        self._emitted = max(self._emitted, end)
+        if not rows:
+            return np.zeros((0, len(self.names)), np.float32)
+        return np.stack(rows).astype(np.float32, copy=False)
+
+    def _samples(self, lo: int, hi: int) -> np.ndarray:
+        """Audio [lo, hi) with zeros before 0 and after the samples received so far."""
+        if max(lo, 0) < self._buf_start:
+            raise AssertionError(f"stream: samples from {lo} needed, only {self._buf_start} on kept")
+        out = np.zeros(hi - lo, np.float32)
+        a, b = max(lo, self._buf_start), min(hi, self._n)
+        if b > a:
+            out[a - lo: b - lo] = self._buf[a - self._buf_start: b - self._buf_start]
+        return out
+
+    def _run(self, jobs: list[tuple[int, int, int]]) -> None:
+        g = self.geometry
+        preds: list[np.ndarray | None] = [None] * len(jobs)
+        if self._streaming:
+            by_phase: dict[int, list[int]] = defaultdict(list)
+            for j, (s, _, _) in enumerate(jobs):
+                by_phase[s % g.stride_samples].append(j)
+            for phase, js in by_phase.items():
+                got = self._run_phase(phase, sorted({(jobs[j][0] - phase) // g.stride_samples for j in js}))
+                for j in js:
+                    preds[j] = got[(jobs[j][0] - phase) // g.stride_samples]
+        else:
+            windows = np.stack([self._samples(s, s + g.window_samples) for s, _, _ in jobs])
+            preds = list(self.backend.windows(windows))
+            self.stats["encoder_steps"] += len(jobs) * g.steps_per_window
+            self.stats["windows"] += len(jobs)
+        for (_, k, i), pred in zip(jobs, preds):  # in order of start: predictions in order i
+            w = self._preds[i][1]
+            self._acc[k] = w * pred if k not in self._acc else self._acc[k] + w * pred
+
+    def _run_phase(self, phase: int, firsts: list[int]) -> dict[int, np.ndarray]:
+        """Frames of windows starting at encoder steps `firsts` (ascending) of one phase."""
+        g = self.geometry
+        w = g.steps_per_window
+        st = self._phases.get(phase)
+        got: dict[int, np.ndarray] = {}
+        if st is not None and firsts[0] < st.first:
+            raise AssertionError(f"stream: phase {phase} went back from step {st.first} to {firsts[0]}")
+        if st is not None and firsts[0] == st.first:  # the same window as last time
+            got[st.first] = st.pred
+            firsts = firsts[1:]
+        if not firsts:
+            return got
+        if st is not None and firsts[0] <= st.first + w:  # new steps follow the cache directly
+            base, cache = st.first + 1, st.cache
+        else:  # first window of this phase, or a gap: nothing cached is read
+            base, cache = firsts[0] - (w - 1), None
+        new_from, new_to = base + w - 1, firsts[-1] + w - 1  # encoder steps to compute
+        audio = self._samples(phase + new_from * g.stride_samples,
+                              phase + new_to * g.stride_samples + g.receptive_samples)
+        out, cache = self.backend.phase_step(audio, cache, np.asarray(firsts, np.int64) - base)
+        self.stats["encoder_steps"] += new_to - new_from + 1
+        self.stats["windows"] += len(firsts)
+        self._phases[phase] = _Phase(firsts[-1], out[-1], cache)
+        got.update(zip(firsts, out))
+        return got
