@@ -17,14 +17,7 @@ from distilface.dataset import ChunkSampler, PackedSplit
 from distilface.student import StudentConfig
 from distilface.train import distill_losses, feature_losses, load_config, lr_at, teacher2_shift
 
-CLI = [sys.executable, "-m", "distilface.cli"]
-
-
-def run(*args, check=True):
-    proc = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"distilface {' '.join(map(str, args))} failed:\n{proc.stderr[-3000:]}")
-    return proc
+from test_cli import CLI, run  # the real CLI in a subprocess, failing with its stderr
 
 
 # -- losses by hand -----------------------------------------------------------------------------
