@@ -18,7 +18,8 @@ from distilface.audio import load_audio
 from distilface.checkpoint import save_checkpoint
 from distilface.cli import main
 from distilface.runtime import export as export_mod
-from distilface.runtime.export import EXAMPLE_AUDIO, ExportMismatch, export_model
+from distilface.audio import EXAMPLE_AUDIO
+from distilface.runtime.export import ExportMismatch, export_model
 from distilface.runtime.ort import META_KEY, OrtModel
 from distilface.runtime.step import stream_geometry
 from distilface.student import StudentConfig, build_student

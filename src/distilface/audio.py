@@ -12,6 +12,7 @@ import numpy as np
 from distilface.fileio import atomic_path
 
 SAMPLE_RATE_HZ = 16_000
+EXAMPLE_AUDIO = Path(__file__).resolve().parent / "data" / "example_en.wav"  # the shipped example clip
 
 
 class AudioError(ValueError):

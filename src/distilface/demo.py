@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from distilface.audio import EXAMPLE_AUDIO
 from distilface.corpus.synth import SynthConfig, synth_corpus
 from distilface.curves import save_curves
 from distilface.fileio import write_json
@@ -25,7 +26,6 @@ DEMO_SYNTH = SynthConfig(hours=0.01, max_voices=6, augment_fraction=0.0, seed=0,
                          engines=("espeak-ng", "festival", "flite"))  # the default install
 
 
-EXAMPLE_AUDIO = Path(__file__).parent / "data" / "example_en.wav"
 EXAMPLE_PHONES = Path(__file__).parent / "data" / "example_en.phones.tsv"
 
 

@@ -155,7 +155,9 @@ def _overrides(row: Row, scale: Scale, real: bool, teacher2: Path | None) -> lis
     if row.future_ms <= 64:
         o.append("loss.vel=9.0")  # the paper's weight for its 64 ms students
     if row.stage == "hybrid":
-        o += [f'teacher2="{teacher2}"', "loss.feat=1.0"]
+        # The feature term sums squared differences over ~450 unnormalised channels: hundreds at the
+        # start against ~0.1 for rec. Weight 1 drowned the labels (runs/c0-2-64ms-hybrid, first try).
+        o += [f'teacher2="{teacher2}"', "loss.feat=1e-3"]
     return o + list(scale.extra_overrides)
 
 

@@ -17,6 +17,9 @@
                                      "mouthCues": [{"start", "end", "value"}]}
     oculus-json    .oculus.json     15 Oculus/Meta LipSync viseme curves as {"fps","names","frames"}
     oculus-csv     .oculus.csv      the same as CSV: frame, time_s, then the 15 visemes
+    glb            .glb             glTF 2.0 binary: the face rig's mesh with its 52 ARKit morph
+                                    targets and an animation of their weights, one keyframe per
+                                    frame at k / fps (distilface.rig.gltf; Blender, three.js)
 
 Rhubarb shapes (Rhubarb's README, "Mouth shapes") from the ARKit mouth channels of each frame,
 first rule that matches, with `lip gap = max(jawOpen - mouthClose, 0)` (ARKit's mouthClose
@@ -95,7 +98,7 @@ OCULUS_FROM_TEACHER = {"nn": "LL"}  # Oculus viseme -> teacher viseme where the 
 OCULUS_TEMPERATURE = 0.01
 SEAL_FULL = 0.05  # mouthClose over an open jaw that counts as fully sealed lips
 
-FORMATS = ("json", "npz", "csv", "rhubarb-tsv", "rhubarb-json", "oculus-json", "oculus-csv")
+FORMATS = ("json", "npz", "csv", "rhubarb-tsv", "rhubarb-json", "oculus-json", "oculus-csv", "glb")
 
 
 def format_for(path: str | Path, fmt: str | None = None) -> str:
@@ -110,7 +113,7 @@ def format_for(path: str | Path, fmt: str | None = None) -> str:
         return fmt
     for suffix, f in ((".oculus.json", "oculus-json"), (".oculus.csv", "oculus-csv"),
                       (".rhubarb.json", "rhubarb-json"), (".tsv", "rhubarb-tsv"), (".json", "json"),
-                      (".npz", "npz"), (".csv", "csv")):
+                      (".npz", "npz"), (".csv", "csv"), (".glb", "glb")):
         if name.endswith(suffix):
             return f
     raise ValueError(f"{path}: cannot tell the format from the extension; give one of {', '.join(FORMATS)}")
@@ -120,8 +123,9 @@ def write_curves(curves: Curves, path: str | Path, fmt: str | None = None, *,
                  sound_file: str | None = None, min_cue_s: float = MIN_CUE_S) -> Path:
     """Write `curves` to `path` atomically in `fmt` (see the module docstring; None: by extension).
 
-    `sound_file` goes into Rhubarb JSON metadata. Raises ValueError for an unknown format or
-    curves that lack the ARKit channels a format needs. Returns the path."""
+    `sound_file` goes into Rhubarb JSON metadata and the glTF animation's extras. Raises
+    ValueError for an unknown format or curves that lack the ARKit channels a format needs.
+    Returns the path."""
     path = Path(path)
     fmt = format_for(path, fmt)
     if fmt == "json":
@@ -143,6 +147,10 @@ def write_curves(curves: Curves, path: str | Path, fmt: str | None = None, *,
         write_json(path, doc)
     elif fmt == "oculus-json":
         write_json(path, oculus_visemes(curves).to_json_dict())
+    elif fmt == "glb":
+        from distilface.rig.gltf import write_glb
+
+        write_glb(path, curves, sound_file=sound_file)
     else:  # oculus-csv
         vis = oculus_visemes(curves)
         buf = io.StringIO()

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distilface.audio import SAMPLE_RATE_HZ
+from distilface.audio import EXAMPLE_AUDIO, SAMPLE_RATE_HZ
 from distilface.fileio import atomic_path
 from distilface.runtime.ort import GRAPHS, META_KEY, META_VERSION, OrtModel
 from distilface.runtime.step import PhaseStep, stream_geometry
@@ -57,7 +57,6 @@ ONNX_OPSET = 17  # LayerNormalization is an ONNX op from 17 on
 FP32_TOLERANCE = 1e-4  # onnxruntime fp32 vs torch, max abs over all curves and frames
 INT8_TOLERANCE = 0.05  # int8 vs torch fp32: catches a broken graph (shipped default: 0.015), not a quality figure
 CHECK_CHUNK_S = 0.02  # the check streams the clip in 20 ms pushes, like a game loop
-EXAMPLE_AUDIO = Path(__file__).resolve().parent.parent / "data" / "example_en.wav"
 
 
 class ExportMismatch(ValueError):
