@@ -11,6 +11,7 @@ APT_PACKAGES=(
   fortunes fortunes-de fortunes-es   # text to speak (en, de, es)
   asterisk-core-sounds-en asterisk-core-sounds-en-g722  # the real speech (and its transcripts)
   ffmpeg                             # MP4 of rendered faces (optional for the library)
+  libportaudio2                      # microphone input of `distilface stream` (sounddevice)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -261,6 +261,26 @@ def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, bloc
     return Curves(fps, frames.names, np.concatenate(outs))
 
 
+def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None = None,
+               ort_threads: int | None = None):
+    """A checkpoint as a torch student, or a `.onnx` export (`distilface export`) as an `OrtModel`
+    that needs no torch (`ort_threads`: onnxruntime threads, None for its default); with `smooth`
+    (ensemble-smoothing weights, `distilface.smoothing`) wrapped to average three predictions."""
+    if Path(model_path).suffix == ".onnx":
+        from distilface.runtime.ort import OrtModel
+
+        model = OrtModel(model_path, threads=ort_threads)
+        return model.smoothed(smooth) if smooth is not None else model
+    from distilface.checkpoint import load_student
+
+    model, _ = load_student(model_path)
+    if smooth is not None:
+        from distilface.smoothing import EnsembleSmoothed
+
+        model = EnsembleSmoothed(model, smooth)
+    return model
+
+
 def animate_command(audio_path: str | Path, out_path: str | Path, model_path: str | Path,
                     fps: float = 30.0, fmt: str | None = None, block_s: float = 60.0,
                     progress: bool = True, smooth: tuple[float, float, float] | None = None) -> Path:
@@ -271,19 +291,6 @@ def animate_command(audio_path: str | Path, out_path: str | Path, model_path: st
     from distilface.formats import format_for, write_curves
 
     fmt = format_for(out_path, fmt)  # a bad extension fails before the long run
-    if Path(model_path).suffix == ".onnx":
-        from distilface.runtime.ort import OrtModel
-
-        model = OrtModel(model_path, threads=None)
-        if smooth is not None:
-            model = model.smoothed(smooth)
-    else:
-        from distilface.checkpoint import load_student
-
-        model, _ = load_student(model_path)
-        if smooth is not None:
-            from distilface.smoothing import EnsembleSmoothed
-
-            model = EnsembleSmoothed(model, smooth)
+    model = load_model(model_path, smooth)
     curves = animate_file(model, audio_path, fps=fps, block_s=block_s, progress=progress)
     return write_curves(curves, out_path, fmt, sound_file=str(audio_path))

@@ -128,6 +128,19 @@ def _info(a: argparse.Namespace) -> None:
     print(json.dumps(d, indent=2, default=str) if a.json else format_info(d))
 
 
+def _bench_runtime(a: argparse.Namespace) -> None:
+    from distilface.models import registry
+    from distilface.runtime.bench import bench_runtime, format_markdown, speed_summary, write_results
+
+    names = a.models or list(registry()["models"])
+    result = bench_runtime(names, Path(a.onnx_dir), frames=a.frames, offline_s=a.offline_s,
+                           memory_s=a.memory_s, latency_s=a.latency_s, equality_seeds=a.equality_seeds)
+    if a.out:
+        write_results(result, a.out)
+    print(format_markdown(result))
+    print(speed_summary(result))
+
+
 def _bench(a: argparse.Namespace) -> None:
     from distilface.bench import bench_train, format_bench, write_bench
 
@@ -167,6 +180,45 @@ def _experiment(a: argparse.Namespace) -> None:
 
         report = run_peers(a.out, test_sets=tuple(a.sets.split(",")), max_utterances=a.max_utterances)
         print((Path(a.out) / "peers.md").read_text() if (Path(a.out) / "peers.md").exists() else report)
+
+
+def _stream(a: argparse.Namespace) -> None:
+    from distilface.animate import load_model
+    from distilface.models import resolve_model
+    from distilface.runtime.live import StreamConfig, run_stream
+    from distilface.runtime.streaming import parse_weights
+
+    if a.list_devices:
+        from distilface.runtime.sources import import_sounddevice
+
+        print(import_sounddevice().query_devices())
+        return
+    cfg = StreamConfig(input=a.input, outputs=tuple(a.output or ["ndjson"]), fps=a.fps, host=a.host,
+                       ws_port=a.ws_port, osc_host=a.osc_host, osc_port=a.osc_port, osc_names=a.osc_names,
+                       rate_hz=a.rate, pcm_format=a.pcm_format, device=a.device, realtime=a.realtime,
+                       chunk_ms=a.chunk_ms, ws_max_message_bytes=a.ws_max_bytes, ws_queue_messages=a.ws_queue,
+                       ws_origins=tuple(a.ws_origin) if a.ws_origin else None, wait_viewers=a.wait_viewers)
+    path = resolve_model(a.model)
+    if path.suffix != ".onnx":  # an ONNX model streams in onnxruntime alone
+        import torch
+
+        torch.set_flush_denormal(True)  # near-silent audio makes denormals that slow CPU convs
+        if a.threads:
+            torch.set_num_threads(a.threads)
+    stats = run_stream(load_model(path, parse_weights(a.smooth), ort_threads=a.threads), cfg)
+    print(f"stream: {json.dumps(stats)}", file=sys.stderr)  # stdout may carry the frames
+
+
+def _view(a: argparse.Namespace) -> None:
+    from distilface.view import ViewConfig, default_cache_dir, serve
+
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    cfg = ViewConfig(audio=a.audio, model=a.model, host=a.host, port=a.port, fps=a.fps, mode=a.mode,
+                     live_url=a.ws, cache_dir=Path(a.cache_dir) if a.cache_dir else default_cache_dir())
+    serve(cfg, browser=not a.no_browser)
 
 
 def _demo(a: argparse.Namespace) -> None:
@@ -247,15 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
 
     an = sub.add_parser("animate", help="audio -> curves with a student (JSON, Live Link Face CSV, "
-                        "Rhubarb cues, Oculus visemes)")
+                        "Rhubarb cues, Oculus visemes, glTF face animation)")
     an.add_argument("audio", help="wav, flac, ogg, mp3 (or anything ffmpeg decodes); any rate, stereo ok")
     an.add_argument("-o", "--out", required=True,
                     help="format from the extension: .json .npz .csv (Live Link Face) .tsv / .rhubarb.json "
-                         "(Rhubarb mouth cues) .oculus.json / .oculus.csv (15 Oculus visemes)")
+                         "(Rhubarb mouth cues) .oculus.json / .oculus.csv (15 Oculus visemes) .glb (glTF: the face with "
+                         "52 ARKit morph targets and the animation, for Blender / three.js)")
     an.add_argument("--model", default=None, help="student checkpoint or shipped model name (default: the shipped default)")
     an.add_argument("--fps", type=float, default=30.0)
     an.add_argument("--format", default=None, choices=["json", "npz", "csv", "rhubarb-tsv", "rhubarb-json",
-                                                       "oculus", "oculus-json", "oculus-csv"])
+                                                       "oculus", "oculus-json", "oculus-csv", "glb"])
     an.add_argument("--block-s", type=float, default=60.0, help="seconds of audio read at a time")
     an.add_argument("--threads", type=int, default=None)
     an.add_argument("--no-progress", action="store_true")
@@ -296,6 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--labels", default=None)
     bt.add_argument("--out", default=None, help="write <out>.json and <out>.md")
     bt.set_defaults(func=_bench)
+    br = bn.add_parser("runtime", help="per-frame CPU time (windowed vs streaming, torch vs onnxruntime, fp32 vs "
+                       "int8), offline real-time factor, peak memory, loopback latency of shipped models")
+    br.add_argument("models", nargs="*", help="shipped model names or checkpoints (default: every shipped model)")
+    br.add_argument("--frames", type=int, default=300, help="frames timed per runtime and graph")
+    br.add_argument("--offline-s", type=float, default=600.0, help="length of the offline file, seconds")
+    br.add_argument("--memory-s", type=float, default=60.0, help="audio streamed by the memory probe, seconds")
+    br.add_argument("--latency-s", type=float, default=20.0, help="audio sent over loopback, seconds (0: skip)")
+    br.add_argument("--equality-seeds", type=int, default=3, help="random chunkings per runtime (0: skip)")
+    br.add_argument("--onnx-dir", default="runs/runtime-bench", help="where the exported graphs go")
+    br.add_argument("--out", default=None, help="write <out>.json, <out>.md and <out>.png")
+    br.set_defaults(func=_bench_runtime)
 
     e = sub.add_parser("eval", help="score students and the teacher on the named test sets")
     e.add_argument("--model", action="append", default=[], metavar="NAME=CKPT",
@@ -324,6 +388,61 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--max-utterances", type=int, default=50, help="peers: per test set")
     x.add_argument("--out", required=True)
     x.set_defaults(func=_experiment)
+
+    st = sub.add_parser("stream", help="real time: live audio in (microphone, stdin PCM, a file, WebSocket), "
+                        "frames out (NDJSON, WebSocket JSON, VMC OSC, CSV); docs/stream.md")
+    st.add_argument("--input", default="mic", metavar="mic|stdin|wav:PATH|ws",
+                    help="mic: the default (or --device) input; stdin: raw mono PCM (--rate, --pcm-format); "
+                         "wav:PATH: any audio file, at real-time pace unless --no-realtime; ws: PCM over "
+                         "WebSocket to ws://HOST:WS_PORT/audio (one sender at a time)")
+    st.add_argument("--output", action="append", default=None, metavar="ndjson|ws|osc|csv:PATH",
+                    help="repeatable (default ndjson): ndjson: a JSON frame per line on stdout; ws: JSON frames to "
+                         "WebSocket clients of ws://HOST:WS_PORT/frames; osc: VMC protocol (/VMC/Ext/Blend/Val + "
+                         "/VMC/Ext/Blend/Apply per frame) over UDP to --osc-host:--osc-port; csv:PATH: Live Link Face "
+                         "CSV layout (as `animate -o x.csv`), a row per frame")
+    st.add_argument("--model", default=None,
+                    help="checkpoint, .onnx export or shipped model name (default: the shipped default)")
+    st.add_argument("--smooth", nargs="?", const="default", default=None, metavar="W0,W1,W2",
+                    help="ensemble smoothing as for animate (adds 16.7 ms latency)")
+    st.add_argument("--fps", type=float, default=30.0)
+    st.add_argument("--rate", type=int, default=16000, help="sample rate of stdin / WebSocket PCM (a WebSocket sender "
+                    "may also say /audio?rate=48000&format=f32le)")
+    st.add_argument("--pcm-format", default="s16le", choices=["s16le", "f32le"], help="stdin / WebSocket PCM, mono")
+    st.add_argument("--device", default=None, help="microphone: index or part of its name (see --list-devices)")
+    st.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    st.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
+                    help="wav: play at real-time pace (--no-realtime: as fast as the model goes)")
+    st.add_argument("--chunk-ms", type=float, default=20.0, help="audio per stdin read, microphone block, wav chunk")
+    st.add_argument("--host", default="127.0.0.1", help="address the WebSocket server binds to (0.0.0.0: all)")
+    st.add_argument("--ws-port", "--port", type=int, default=8765, help="WebSocket server port (0: any free port)")
+    st.add_argument("--ws-max-bytes", type=int, default=65536, help="largest WebSocket audio message taken")
+    st.add_argument("--ws-queue", type=int, default=64,
+                    help="frames queued per WebSocket client; past that its oldest are dropped")
+    st.add_argument("--ws-origin", action="append", default=None, metavar="ORIGIN",
+                    help="allowed browser Origin (repeatable; default: any)")
+    st.add_argument("--wait-viewers", type=int, default=0, metavar="N",
+                    help="start the input once N WebSocket frame clients are connected")
+    st.add_argument("--osc-host", default="127.0.0.1", help="where OSC goes")
+    st.add_argument("--osc-port", type=int, default=39539, help="OSC port (39539: the VMC default)")
+    st.add_argument("--osc-names", default="perfect-sync", choices=["perfect-sync", "arkit"],
+                    help="blendshape names sent: perfect-sync JawOpen (VRM perfect-sync clips) or arkit jawOpen")
+    st.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads")
+    st.set_defaults(func=_stream)
+
+    vw = sub.add_parser("view", help="the face in a browser (three.js): a clip and its curves, a live stream, or the "
+                        "student in onnxruntime-web; serves on localhost and prints the URL; docs/viewer.md")
+    vw.add_argument("audio", nargs="?", default=None, help="the clip the page opens with (default: the bundled example)")
+    vw.add_argument("--model", default=None,
+                    help="model selected first: shipped name, checkpoint or windowed .onnx (default: the shipped default)")
+    vw.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all; no TLS, no authentication)")
+    vw.add_argument("--port", type=int, default=8780, help="HTTP port (0: any free port)")
+    vw.add_argument("--fps", type=float, default=30.0)
+    vw.add_argument("--mode", default="clip", choices=["clip", "live", "browser"], help="the mode the page opens in")
+    vw.add_argument("--ws", default="ws://127.0.0.1:8765/frames", help="live mode: the frames WebSocket of `distilface stream --output ws`")
+    vw.add_argument("--cache-dir", default=None, help="exported models (default: ~/.cache/distilface/view)")
+    vw.add_argument("--no-browser", action="store_true", help="only print the URL (no browser is opened without a desktop anyway)")
+    vw.add_argument("--threads", type=int, default=None, help="torch threads of the first export")
+    vw.set_defaults(func=_view)
 
     d = sub.add_parser("demo", help="the main job on the shipped default: corpus -> teacher -> render")
     d.add_argument("--out", default="runs/demo")

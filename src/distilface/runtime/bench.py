@@ -1,20 +1,29 @@
-"""Runtime figures of a student, one thread: how far each runtime is from offline `animate_audio`
-(any chunking, with and without smoothing) and its CPU cost per frame, windowed (one window per
-frame) vs streaming (`StreamingAnimator`, 20 ms pushes as a game loop would make them).
+"""`distilface bench runtime`: what a shipped student costs where it runs, on one CPU thread.
 
-    python -m distilface.runtime.bench [MODEL] [--onnx-dir DIR] [--seconds S] [--fps F]
+Per model and runtime (torch / onnxruntime fp32 / onnxruntime int8, each windowed and streaming):
 
-exports the model's four ONNX graphs (windowed / streaming, fp32 / int8) into DIR and prints two
-markdown tables: the largest difference from offline torch frames over the example clip pushed in
-random chunks (1 sample to 0.5 s, seeded), at 30 and 60 fps; and ms per frame (median of
-`repeats` runs over `seconds` of the clip, looped), encoder steps and head passes per frame and
-file sizes. Timings depend on the machine and its load.
+- CPU time per 30 fps frame, median and p99. Windowed: one window per frame, each call timed on
+  its own (a different window of real speech each time). Streaming: `StreamingAnimator` fed one
+  frame's worth of audio per push, as a game loop at the frame rate would; a push that completes
+  a frame is timed. Ratios are against windowed torch in the same run, same process.
+- Offline real-time factor: `animate_audio` on a long file (default 10 minutes of the example
+  clip, looped) in one call; audio seconds per second of compute.
+- Peak memory: the largest resident set (VmHWM) of a fresh process that loads the runtime and
+  streams a minute of audio, and how much of it the model run adds to the process after imports.
+- End-to-end latency over loopback (`distilface.runtime.live.loopback_latency`): audio sent to
+  `distilface stream` over a WebSocket at real-time pace, frames back over the WebSocket output.
+
+Also the runtimes' largest difference from offline torch frames over random chunkings, 30 and
+60 fps, with and without smoothing (the streaming equality, measured here on the shipped weights).
+Timings depend on the machine and its load: ratios within one run are the comparable numbers.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,39 +31,117 @@ from typing import Any, Callable
 import numpy as np
 
 from distilface.audio import SAMPLE_RATE_HZ
-from distilface.runtime.streaming import StreamingAnimator, stream_all
+from distilface.runtime.streaming import StreamingAnimator
 
-PUSH_S = 0.02  # one push per 20 ms of audio
-
-
-def _median_s(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+RUNTIMES = ("torch", "onnxruntime", "onnxruntime int8")
+GRAPHS = ("windowed", "streaming")
 
 
-def bench_stream(model: Any, audio: np.ndarray, fps: float, repeats: int = 3) -> dict[str, float]:
-    """ms per frame streaming `audio` in PUSH_S pushes, and encoder steps / head passes per frame."""
+def median_p99(values_ms: list[float] | np.ndarray) -> tuple[float, float]:
+    """Median and 99th percentile (linear interpolation between order statistics, numpy's default)."""
+    v = np.asarray(values_ms, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("no timings")
+    return float(np.median(v)), float(np.percentile(v, 99))
+
+
+def looped(clip: np.ndarray, seconds: float) -> np.ndarray:
+    """`clip` repeated to exactly `seconds` of 16 kHz audio."""
+    n = round(seconds * SAMPLE_RATE_HZ)
+    return np.tile(clip, int(np.ceil(n / len(clip))))[:n]
+
+
+def stream_frame_times_ms(model: Any, audio: np.ndarray, fps: float, frames: int) -> list[float]:
+    """Per-frame CPU ms of streaming, one frame's worth of audio per push (the game-loop pattern).
+
+    Pushes alternate between floor and ceil of 16000 / fps samples so they stay on the frame grid;
+    a push that completes k frames contributes k times its time / k. The warm-up pushes before the
+    first frame (filling the look-ahead) are not counted."""
     stream = StreamingAnimator(model, fps)
-    frames = 0
+    per_frame = SAMPLE_RATE_HZ / fps
+    times: list[float] = []
+    i, k = 0, 0
+    while len(times) < frames:
+        if i >= len(audio):
+            stream.reset()
+            i, k = 0, 0
+        j = min(round((k + 1) * per_frame), len(audio))
+        chunk = audio[i:j]
+        t0 = time.perf_counter()
+        out = stream.push(chunk)
+        dt = time.perf_counter() - t0
+        if len(out):
+            times += [1000 * dt / len(out)] * len(out)
+        i, k = j, k + 1
+    return times[:frames]
 
-    def run() -> None:
-        nonlocal frames
-        stream.reset()
-        frames = len(stream_all(stream, audio, round(PUSH_S * SAMPLE_RATE_HZ)))
 
-    s = _median_s(run, repeats)
-    return {"ms_per_frame": 1000 * s / frames, "encoder_steps_per_frame": stream.stats["encoder_steps"] / frames,
-            "windows_per_frame": stream.stats["windows"] / frames}
+def window_times_ms(run_window: Callable[[np.ndarray], Any], audio: np.ndarray, window_samples: int,
+                    frames: int, fps: float) -> list[float]:
+    """Per-frame CPU ms of a stateless runtime: one (1, window) call per frame, windows 1/fps apart."""
+    hop = round(SAMPLE_RATE_HZ / fps)
+    starts = [(f * hop) % max(len(audio) - window_samples, 1) for f in range(frames + 1)]
+    run_window(np.ascontiguousarray(audio[None, starts[0]: starts[0] + window_samples]))  # warm-up
+    times = []
+    for s in starts[1:]:
+        w = np.ascontiguousarray(audio[None, s: s + window_samples])
+        t0 = time.perf_counter()
+        run_window(w)
+        times.append(1000 * (time.perf_counter() - t0))
+    return times
 
 
-def bench_windowed(run_window: Callable[[np.ndarray], Any], window: np.ndarray, repeats: int = 50) -> float:
-    """ms for one window (batch 1): the cost per frame of a runtime without state."""
-    return 1000 * _median_s(lambda: run_window(window), repeats)
+def offline_rtf(model: Any, audio: np.ndarray, fps: float) -> dict[str, float]:
+    """`animate_audio` over all of `audio` in one call: seconds of audio per second of CPU."""
+    from distilface.animate import animate_audio
+
+    t0 = time.perf_counter()
+    curves = animate_audio(model, audio, fps)
+    s = time.perf_counter() - t0
+    return {"audio_s": len(audio) / SAMPLE_RATE_HZ, "compute_s": s, "frames": len(curves.values),
+            "rtf": len(audio) / SAMPLE_RATE_HZ / s}
+
+
+# A fresh interpreter per runtime: imports, then the model streamed over `seconds` of audio.
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big parent would
+# report the parent's size.
+_PROBE = r"""
+import sys, json
+import numpy as np
+def hwm_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+runtime, path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+from distilface.audio import EXAMPLE_AUDIO, load_audio
+from distilface.runtime.streaming import StreamingAnimator, stream_all
+from distilface.runtime.bench import looped
+if runtime == "torch":
+    import torch
+    torch.set_num_threads(1)
+    from distilface.checkpoint import load_student
+else:
+    from distilface.runtime.ort import OrtModel
+audio = looped(load_audio(EXAMPLE_AUDIO), seconds)
+before = hwm_mb()
+model = load_student(path)[0] if runtime == "torch" else OrtModel(path, threads=1)
+stream_all(StreamingAnimator(model, 30.0), audio, 533)
+print(json.dumps({"peak_rss_mb": hwm_mb(), "after_imports_mb": before}))
+"""
+
+
+def peak_memory(runtime: str, path: Path, seconds: float = 60.0) -> dict[str, float]:
+    """Peak RSS (MB) of a fresh process streaming `seconds` through `path` in `runtime`, and the
+    part added by loading and running the model (peak minus the peak after imports and audio)."""
+    import os
+
+    r = subprocess.run([sys.executable, "-c", _PROBE, "torch" if runtime == "torch" else "onnxruntime",
+                        str(path), str(seconds)], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"memory probe ({runtime}, {path}) failed: {r.stderr.strip()[-500:]}")
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"peak_rss_mb": d["peak_rss_mb"], "model_mb": d["peak_rss_mb"] - d["after_imports_mb"]}
 
 
 def _random_chunks(model: Any, audio: np.ndarray, fps: float, seed: int) -> np.ndarray:
@@ -83,74 +170,188 @@ def equality(runtimes: dict[str, Any], smoothed: Any, audio: np.ndarray, seeds: 
     return rows
 
 
-def bench_all(model_name: str | None, onnx_dir: Path, seconds: float, fps: float) -> dict[str, list]:
+def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float = 600.0, fps: float = 30.0,
+                memory_s: float = 60.0, latency_s: float = 0.0, equality_seeds: int = 3) -> dict[str, Any]:
+    """Every figure of the module doc for one model (a shipped name or a checkpoint path)."""
     import torch
 
-    from distilface.audio import load_audio
+    from distilface.audio import EXAMPLE_AUDIO, load_audio
     from distilface.checkpoint import load_student
     from distilface.models import resolve_model
-    from distilface.runtime.export import EXAMPLE_AUDIO, export_model
+    from distilface.runtime.export import export_model
     from distilface.runtime.ort import OrtModel
     from distilface.smoothing import DEFAULT_WEIGHTS, EnsembleSmoothed
 
     torch.set_num_threads(1)
-    student, _ = load_student(resolve_model(model_name))
-    onnx_dir.mkdir(parents=True, exist_ok=True)
-    ort_models = {}
+    path = resolve_model(name)
+    student, _ = load_student(path)
+    student.eval()
+    out_dir = onnx_dir / Path(name).stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    models: dict[tuple[str, str], Any] = {("torch", g): student for g in GRAPHS}
+    files: dict[tuple[str, str], Path] = {("torch", g): path for g in GRAPHS}
     for int8 in (False, True):
-        for streaming in (False, True):
-            path = onnx_dir / f"{'streaming' if streaming else 'windowed'}{'-int8' if int8 else ''}.onnx"
-            export_model(student, path, streaming=streaming, int8=int8, fps=fps)
-            ort_models[f"onnxruntime{' int8' if int8 else ''} {'streaming' if streaming else 'windowed'}"] = \
-                OrtModel(path, threads=1)
+        for graph in GRAPHS:
+            f = out_dir / f"{graph}{'-int8' if int8 else ''}.onnx"
+            if not f.exists() or f.stat().st_mtime < path.stat().st_mtime:
+                export_model(student, f, streaming=graph == "streaming", int8=int8, fps=fps)
+            rt = "onnxruntime int8" if int8 else "onnxruntime"
+            models[(rt, graph)], files[(rt, graph)] = OrtModel(f, threads=1), f
     clip = load_audio(EXAMPLE_AUDIO)
-    runtimes = {"torch": student, **ort_models}
-    smoothed = (EnsembleSmoothed(student, DEFAULT_WEIGHTS),
-                {"torch": EnsembleSmoothed(student, DEFAULT_WEIGHTS),
-                 "onnxruntime streaming": ort_models["onnxruntime streaming"].smoothed(DEFAULT_WEIGHTS)})
-    eq = equality(runtimes, smoothed, clip)
 
-    audio = np.tile(clip, int(np.ceil(seconds * SAMPLE_RATE_HZ / len(clip))))[: round(seconds * SAMPLE_RATE_HZ)]
-    window = np.ascontiguousarray(audio[None, : student.cfg.window_samples])
-    with torch.inference_mode():
-        w_ms = bench_windowed(lambda x: student(torch.from_numpy(x)), window)
-    rows = [{"runtime": "torch", "graph": "windowed", "ms_per_frame": w_ms, "bytes": None,
-             "encoder_steps_per_frame": student.steps_per_window, "windows_per_frame": 1.0},
-            {"runtime": "torch", "graph": "streaming", **bench_stream(student, audio, fps), "bytes": None}]
-    for name, m in ort_models.items():
-        row = {"runtime": name.rsplit(" ", 1)[0], "graph": m.graph, "bytes": m.path.stat().st_size}
-        if m.streaming:
-            row.update(bench_stream(m, audio, fps))
+    def torch_window(x: np.ndarray) -> Any:
+        with torch.inference_mode():
+            return student(torch.from_numpy(x))
+
+    cost = []
+    for (rt, graph), m in models.items():
+        if graph == "windowed":
+            run = torch_window if rt == "torch" else m.windows
+            t = window_times_ms(run, clip, student.cfg.window_samples, frames, fps)
         else:
-            row.update(ms_per_frame=bench_windowed(m.windows, window),
-                       encoder_steps_per_frame=student.steps_per_window, windows_per_frame=1.0)
-        rows.append(row)
-    return {"equality": eq, "cost": rows}
+            with torch.inference_mode():
+                t = stream_frame_times_ms(m, clip, fps, frames)
+        med, p99 = median_p99(t)
+        cost.append({"runtime": rt, "graph": graph, "median_ms": med, "p99_ms": p99, "frames": len(t),
+                     "bytes": files[(rt, graph)].stat().st_size})
+    base = cost[0]["median_ms"]  # windowed torch
+    for r in cost:
+        r["speedup"] = base / r["median_ms"]
+
+    long_audio = looped(clip, offline_s)
+    offline = []
+    for rt in RUNTIMES:
+        m = models[(rt, "streaming")]
+        with torch.inference_mode():
+            offline.append({"runtime": rt, **offline_rtf(m, long_audio, fps)})
+    memory = [{"runtime": rt, **peak_memory(rt, files[(rt, "streaming")], memory_s)} for rt in RUNTIMES]
+
+    eq = []
+    if equality_seeds:
+        smoothed = (EnsembleSmoothed(student, DEFAULT_WEIGHTS),
+                    {"torch": EnsembleSmoothed(student, DEFAULT_WEIGHTS),
+                     "onnxruntime streaming": models[("onnxruntime", "streaming")].smoothed(DEFAULT_WEIGHTS)})
+        runtimes = {"torch": student, **{f"{rt} {g}": models[(rt, g)] for rt in RUNTIMES[1:] for g in GRAPHS}}
+        with torch.inference_mode():
+            eq = equality(runtimes, smoothed, clip[: 5 * SAMPLE_RATE_HZ], seeds=equality_seeds)
+
+    latency = None
+    if latency_s > 0:
+        from distilface.runtime.live import loopback_latency
+
+        latency = {"plain": loopback_latency(models[("onnxruntime", "streaming")], latency_s, fps),
+                   "smoothed": loopback_latency(models[("onnxruntime", "streaming")], latency_s, fps,
+                                                smooth=DEFAULT_WEIGHTS)}
+    return {"model": name, "path": str(path), "future_ms": student.cfg.future_ms, "fps": fps,
+            "parameters": sum(p.numel() for p in student.parameters()),
+            "cost": cost, "offline": offline, "memory": memory, "equality": eq, "latency": latency}
 
 
-def format_tables(result: dict[str, list]) -> str:
-    lines = ["| runtime | fps | frames | max abs diff from offline torch |", "|---|---|---|---|"]
-    for r in result["equality"]:
-        lines.append(f"| {r['runtime']} | {r['fps']:g} | {r['frames']} | {r['max_abs_diff']:.2g} |")
-    lines += ["", "| runtime | graph | ms per frame | encoder steps per frame | head passes per frame | file |",
-              "|---|---|---|---|---|---|"]
-    for r in result["cost"]:
-        size = f"{r['bytes'] / 1e6:.2f} MB" if r["bytes"] else "-"
-        lines.append(f"| {r['runtime']} | {r['graph']} | {r['ms_per_frame']:.3f} | "
-                     f"{r['encoder_steps_per_frame']:.2f} | {r['windows_per_frame']:.2f} | {size} |")
-    return "\n".join(lines) + "\n"
+def bench_runtime(names: list[str], onnx_dir: Path, **kw: Any) -> dict[str, Any]:
+    import platform
+
+    from tqdm import tqdm
+
+    results = [bench_model(n, onnx_dir, **kw) for n in tqdm(names, desc="bench runtime", unit="model")]
+    return {"version": 1, "machine": {"cpu": _cpu_name(), "python": platform.python_version(),
+                                      "threads": 1}, "settings": kw, "models": results}
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m distilface.runtime.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", default=None, help="checkpoint or shipped model (default: the default)")
-    p.add_argument("--onnx-dir", default="runs/runtime-bench")
-    p.add_argument("--seconds", type=float, default=20.0)
-    p.add_argument("--fps", type=float, default=30.0)
-    a = p.parse_args(argv)
-    print(format_tables(bench_all(a.model, Path(a.onnx_dir), a.seconds, a.fps)))
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
 
 
-if __name__ == "__main__":
-    main()
+def format_markdown(result: dict[str, Any]) -> str:
+    lines = []
+    for m in result["models"]:
+        lines += [f"### {m['model']} ({m['parameters']:,} parameters, {m['future_ms']:g} ms future context, "
+                  f"{m['fps']:g} fps)", "",
+                  "| runtime | graph | median ms/frame | p99 ms/frame | speed vs windowed torch | file |",
+                  "|---|---|---|---|---|---|"]
+        for r in m["cost"]:
+            lines.append(f"| {r['runtime']} | {r['graph']} | {r['median_ms']:.3f} | {r['p99_ms']:.3f} | "
+                         f"{r['speedup']:.1f}x | {r['bytes'] / 1e6:.2f} MB |")
+        lines += ["", "| runtime (streaming graph) | offline: audio | compute | real-time factor | "
+                  "peak RSS | added by the model |", "|---|---|---|---|---|---|"]
+        mem = {r["runtime"]: r for r in m["memory"]}
+        for r in m["offline"]:
+            mm = mem[r["runtime"]]
+            lines.append(f"| {r['runtime']} | {r['audio_s']:.0f} s | {r['compute_s']:.2f} s | {r['rtf']:.0f}x | "
+                         f"{mm['peak_rss_mb']:.0f} MB | {mm['model_mb']:.0f} MB |")
+        if m["latency"]:
+            lines += ["", "| loopback latency | frames | median ms | p99 ms | max ms | future context + smoothing |",
+                      "|---|---|---|---|---|---|"]
+            for kind, r in m["latency"].items():
+                lines.append(f"| {kind} | {r.get('frames', '-')} | {r['median_ms']:.1f} | {r['p99_ms']:.1f} | "
+                             f"{r['max_ms']:.1f} | {r.get('future_ms', float('nan')):.1f} ms |")
+        if m["equality"]:
+            lines += ["", "| runtime | fps | frames | max abs diff from offline torch |", "|---|---|---|---|"]
+            for r in m["equality"]:
+                lines.append(f"| {r['runtime']} | {r['fps']:g} | {r['frames']} | {r['max_abs_diff']:.2g} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Median ms per frame (bars) and p99 (ticks) per runtime and graph, one panel per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ms = result["models"]
+    fig, axes = plt.subplots(1, len(ms), figsize=(5.5 * len(ms), 3.6), squeeze=False)
+    for ax, m in zip(axes[0], ms):
+        labels = [f"{r['runtime']}\n{r['graph']}" for r in m["cost"]]
+        med = [r["median_ms"] for r in m["cost"]]
+        p99 = [r["p99_ms"] for r in m["cost"]]
+        y = np.arange(len(labels))
+        ax.barh(y, med, color=["#888" if r["graph"] == "windowed" else "#2a7" for r in m["cost"]])
+        ax.plot(p99, y, "k|", markersize=12, label="p99")
+        for yi, r in zip(y, m["cost"]):
+            ax.text(r["median_ms"], yi, f" {r['speedup']:.1f}x", va="center", fontsize=8)
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("CPU ms per frame, 1 thread (bar: median)")
+        ax.set_title(m["model"], fontsize=10)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    from distilface.fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_results(result: dict[str, Any], out: str | Path) -> list[Path]:
+    """<out>.json, <out>.md and <out>.png, each written atomically."""
+    from distilface.fileio import atomic_write, write_json
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out.with_suffix(".json"), result)
+    with atomic_write(out.with_suffix(".md"), "w") as f:
+        f.write(format_markdown(result))
+    return [out.with_suffix(".json"), out.with_suffix(".md"), plot(result, out.with_suffix(".png"))]
+
+
+def speed_summary(result: dict[str, Any]) -> str:
+    """One line per model: streaming onnxruntime vs windowed torch, for the terminal."""
+    lines = []
+    for m in result["models"]:
+        c = {(r["runtime"], r["graph"]): r for r in m["cost"]}
+        s = c[("onnxruntime", "streaming")]
+        lines.append(f"{m['model']}: streaming onnxruntime {s['median_ms']:.3f} ms/frame "
+                     f"({s['speedup']:.1f}x windowed torch); offline "
+                     f"{statistics.median(r['rtf'] for r in m['offline']):.0f}x real time (median of runtimes)")
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""`distilface bench runtime`: statistics against hand computation, the timing loops count the
+frames they claim, and the whole command on a tiny checkpoint writes consistent tables."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from distilface.audio import EXAMPLE_AUDIO, SAMPLE_RATE_HZ, load_audio
+from distilface.checkpoint import save_checkpoint
+from distilface.cli import main
+from distilface.curves import num_frames
+from distilface.runtime.bench import looped, median_p99, stream_frame_times_ms, window_times_ms
+from distilface.runtime.streaming import StreamingAnimator
+from distilface.student import StudentConfig, build_student
+
+
+def tiny():
+    torch.manual_seed(0)
+    return build_student(StudentConfig(channels=16, context_groups=8)).eval()
+
+
+def test_median_p99_by_hand():
+    # 1..100: median 50.5; p99 at rank 0.99 * 99 = 98.01 -> 99 + 0.01 * (100 - 99) = 99.01
+    med, p99 = median_p99(list(range(1, 101)))
+    assert med == 50.5 and p99 == pytest.approx(99.01)
+    assert median_p99([3.0]) == (3.0, 3.0)
+    with pytest.raises(ValueError):
+        median_p99([])
+
+
+def test_looped_is_exact_length_and_repeats():
+    clip = np.arange(1000, dtype=np.float32)
+    a = looped(clip, 0.15)  # 2400 samples
+    assert len(a) == 2400 and a[1000] == 0 and a[2399] == 399
+
+
+def test_stream_timing_pushes_one_frame_per_push_and_wraps():
+    model = tiny()
+    clip = load_audio(EXAMPLE_AUDIO)[: SAMPLE_RATE_HZ]  # 1 s: fewer frames than asked, so it wraps
+    stream = StreamingAnimator(model, 30.0)
+    with torch.inference_mode():
+        times = stream_frame_times_ms(model, clip, 30.0, 50)
+        # after the look-ahead, each push of 1/30 s completes exactly one frame
+        want = num_frames(1.0, 30.0) - int(np.ceil(stream.lookahead_samples / (SAMPLE_RATE_HZ / 30)))
+    assert len(times) == 50 and all(t > 0 for t in times)
+    assert want < 50  # the clip alone is too short: the loop restarted the stream
+
+
+def test_window_timing_times_each_window():
+    calls = []
+    times = window_times_ms(lambda w: calls.append(w.shape), np.zeros(20_000, np.float32), 8192, 7, 30.0)
+    assert len(times) == 7 and len(calls) == 8 and calls[0] == (1, 8192)  # + one warm-up call
+
+
+def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path):
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, tiny())
+    out = tmp_path / "perf"
+    main(["bench", "runtime", str(ckpt), "--frames", "20", "--offline-s", "3", "--memory-s", "1",
+          "--latency-s", "0", "--equality-seeds", "1", "--onnx-dir", str(tmp_path / "onnx"), "--out", str(out)])
+    r = json.loads(out.with_suffix(".json").read_text())
+    (m,) = r["models"]
+    cost = {(c["runtime"], c["graph"]): c for c in m["cost"]}
+    assert len(cost) == 6
+    base = cost["torch", "windowed"]["median_ms"]
+    for c in cost.values():
+        assert c["frames"] == 20 and 0 < c["median_ms"] <= c["p99_ms"]
+        assert c["speedup"] == pytest.approx(base / c["median_ms"])
+    assert cost["torch", "windowed"]["speedup"] == 1.0
+    for o in m["offline"]:
+        assert o["audio_s"] == 3.0 and o["frames"] == num_frames(3.0, 30.0)
+        assert o["rtf"] == pytest.approx(o["audio_s"] / o["compute_s"])
+    for mem in m["memory"]:
+        assert 0 < mem["model_mb"] < mem["peak_rss_mb"]
+    onnx_mem = {x["runtime"]: x["peak_rss_mb"] for x in m["memory"]}
+    assert onnx_mem["onnxruntime"] < onnx_mem["torch"]  # the onnxruntime process never imports torch
+    fp32 = [e for e in m["equality"] if "int8" not in e["runtime"]]
+    assert fp32 and all(e["max_abs_diff"] < 1e-4 for e in fp32)
+    md = out.with_suffix(".md").read_text()
+    assert "| onnxruntime int8 | streaming |" in md and out.with_suffix(".png").stat().st_size > 1000
