@@ -3,7 +3,8 @@
 
 STAMP := .venv/.stamp-setup
 
-$(STAMP): scripts/setup.sh requirements.lock pyproject.toml src/distilface/peers/node/package-lock.json
+$(STAMP): scripts/setup.sh requirements.lock pyproject.toml src/distilface/peers/node/package-lock.json \
+        web/package-lock.json web/build.mjs $(wildcard web/src/*)
 	bash scripts/setup.sh
 	touch $(STAMP)
 

@@ -12,6 +12,7 @@ APT_PACKAGES=(
   asterisk-core-sounds-en asterisk-core-sounds-en-g722  # the real speech (and its transcripts)
   ffmpeg                             # MP4 of rendered faces (optional for the library)
   libportaudio2                      # microphone input of `distilface stream` (sounddevice)
+  chromium                           # headless browser of the viewer tests (tests/test_view.py, Playwright)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -51,6 +52,12 @@ NODE_PEERS=src/distilface/peers/node
 if command -v npm >/dev/null && ! (cd "$NODE_PEERS" && npm ls --depth=0 >/dev/null 2>&1); then
   (cd "$NODE_PEERS" && npm ci --no-audit --no-fund --loglevel=error) \
     || echo "setup: warning: npm ci failed in $NODE_PEERS; the npm peers will be skipped"
+fi
+# The browser viewer (`distilface view`, docs/viewer.md): web/ (three, onnxruntime-web) bundled by
+# esbuild into src/distilface/web/static/ (git-ignored; onnxruntime-web's wasm is 14 MB).
+if command -v npm >/dev/null; then
+  { (cd web && { npm ls --depth=0 >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; } && node build.mjs); } \
+    || echo "setup: warning: could not build web/; \`distilface view\` and its tests need it"
 fi
 .venv/bin/python -c "import torch, distilface; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 echo "setup: done (.venv ready)"
