@@ -142,3 +142,19 @@ def test_catalogue_is_large_stable_and_unique():
         assert all(v.language == lang for v in others)
         if ENGINES["espeak-ng"].available():
             assert len(others) >= 3
+
+
+def test_espeak_output_does_not_depend_on_what_was_said_before():
+    # espeak-ng 1.51 keeps state between calls: before the forked calls, this sentence came out
+    # 54 ms longer after a question (found by the interruption test: a resumed corpus differed).
+    if not ENGINES["espeak-ng"].available():
+        pytest.skip("espeak-ng is not installed")
+    voice = espeak_voice("en-us+m1", "en", pitch=40, range_=45, rate=165)
+    text = ("The Great Movie Posters: A mis-spawned murderous abomination from the nether reaches of an "
+            "unimaginable hell.")
+    first = synthesize(text, voice)
+    synthesize("Who wants to remember that escape-x-alt-control-left shift-b puts you into "
+               "super-edit-debug-compile mode?", voice)
+    again = synthesize(text, voice)
+    np.testing.assert_array_equal(first.audio, again.audio)
+    assert first.phones == again.phones

@@ -1,9 +1,13 @@
 """Animate an audio file of any length with a student: audio file -> `Curves`.
 
-The file streams through in blocks, so memory stays bounded however long it is:
+The file streams through in blocks, so memory stays bounded however long it is. A first pass
+(`scan_file`) checks every block (decoder errors, NaN/inf: AudioError naming the file before any
+model work) and measures the file (`AudioStats`: silence and clipping are warned about, a DC
+offset beyond `DC_OFFSET_MAX` is subtracted, float audio beyond full scale scaled to peak 1); then
+the second pass:
 
     read a block (soundfile for wav/flac/ogg/mp3, PyAV for everything else)
-    -> mix down to mono
+    -> mix down to mono, conditioned (`AudioStats.condition`: minus a DC offset, scaled, if so)
     -> `StreamResampler` to 16 kHz: exact polyphase resampling with carried-over context, so the
        stream equals `scipy.signal.resample_poly` over the whole file (what `load_audio` does)
     -> `StreamingAnimator` (distilface.runtime.streaming): runs the student on every frame whose
@@ -30,7 +34,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from distilface.audio import SAMPLE_RATE_HZ, AudioError, av_frame_samples, mix_to_mono
+from distilface.audio import (MAX_RATIO_TERM, SAMPLE_RATE_HZ, AudioError, AudioStats, av_frame_samples,
+                              bad_samples, check_rate, decoder_error, mix_to_mono)
 from distilface.curves import Curves, num_frames
 
 if TYPE_CHECKING:
@@ -41,8 +46,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PASS_S = 20.0  # most audio one student pass encodes: bounds memory whatever block_s is
-SILENCE_PEAK = 1e-4  # -80 dBFS: a file whose peak stays below this is "all silence"
 PROGRESS_MIN_S = 60.0  # files shorter than this get no progress bar
+MAX_BLOCK_VALUES = 1 << 23  # samples x channels decoded at once (32 MB float32): bounds the block
+#                             of a file with many channels at a high rate whatever block_s is
 
 
 class StreamResampler:
@@ -56,8 +62,13 @@ class StreamResampler:
     """
 
     def __init__(self, from_hz: int, to_hz: int) -> None:
+        if min(from_hz, to_hz) <= 0:
+            raise ValueError(f"resampling {from_hz} Hz -> {to_hz} Hz: rates must be positive")
         g = gcd(int(from_hz), int(to_hz))
         self.up, self.down = int(to_hz) // g, int(from_hz) // g
+        if max(self.up, self.down) > MAX_RATIO_TERM:  # the filter would have 20x that many taps
+            raise ValueError(f"resampling {from_hz} Hz -> {to_hz} Hz: ratio {self.up}/{self.down} has terms "
+                             f"over {MAX_RATIO_TERM} (see distilface.audio.check_rate)")
         half_len = 10 * max(self.up, self.down)  # resample_poly's filter half-length (upsampled)
         self.margin = half_len // self.up + 2  # input samples on each side that reach an output
         self._h = None
@@ -115,6 +126,8 @@ def animate_audio(model: Student, audio: np.ndarray, fps: float = 30.0) -> Curve
     from distilface.student import frame_starts
 
     n = num_frames(len(audio) / SAMPLE_RATE_HZ, fps)
+    if n == 0:  # no audio, no frames (as a stream of nothing)
+        return Curves(fps, model.cfg.names, np.zeros((0, len(model.cfg.names)), np.float32))
     with torch.inference_mode():
         values = model.forward_frames(torch.from_numpy(audio), frame_starts(n, fps, model.cfg)).numpy()
     return Curves(fps, model.cfg.names, values)
@@ -126,9 +139,8 @@ def _open_soundfile(path: Path, block_s: float, stack: contextlib.ExitStack):
     import soundfile as sf
 
     f = stack.enter_context(sf.SoundFile(str(path)))
-    rate, frames = int(f.samplerate), int(f.frames)
-    block_samples = max(round(block_s * rate), 1)
-    duration_s = frames / rate if 0 < frames < 2**62 else None
+    rate = check_rate(f.samplerate, path)
+    block_samples = max(min(round(block_s * rate), MAX_BLOCK_VALUES // max(int(f.channels), 1)), 1)
 
     def blocks() -> Iterator[np.ndarray]:
         while True:
@@ -137,7 +149,7 @@ def _open_soundfile(path: Path, block_s: float, stack: contextlib.ExitStack):
                 return
             yield mix_to_mono(data)
 
-    return rate, duration_s, blocks()
+    return rate, blocks()
 
 
 def _open_av(path: Path, block_s: float, stack: contextlib.ExitStack):
@@ -147,15 +159,8 @@ def _open_av(path: Path, block_s: float, stack: contextlib.ExitStack):
     stream = next((s for s in container.streams if s.type == "audio"), None)
     if stream is None:
         raise AudioError(f"{path}: no audio stream")
-    rate = int(stream.codec_context.sample_rate or 0)
-    if rate <= 0:
-        raise AudioError(f"{path}: audio stream has no sample rate")
-    block_samples = max(round(block_s * rate), 1)
-    duration_s = None
-    if stream.duration and stream.time_base:
-        duration_s = float(stream.duration * stream.time_base)
-    elif container.duration:
-        duration_s = container.duration / 1_000_000
+    rate = check_rate(stream.codec_context.sample_rate or 0, path)
+    block_samples = max(min(round(block_s * rate), MAX_BLOCK_VALUES), 1)  # mono: frames are mixed down as decoded
 
     def blocks() -> Iterator[np.ndarray]:
         pending, held = [], 0
@@ -168,11 +173,11 @@ def _open_av(path: Path, block_s: float, stack: contextlib.ExitStack):
         if pending:
             yield np.concatenate(pending)
 
-    return rate, duration_s, blocks()
+    return rate, blocks()
 
 
 def _open_blocks(path: Path, block_s: float, stack: contextlib.ExitStack):
-    """-> (source rate, duration in s or None, iterator of (n,) float32 mono source blocks)."""
+    """-> (source rate, iterator of (n,) float32 mono source blocks)."""
     if not path.exists():
         raise AudioError(f"{path}: no such file")
     if not path.is_file():
@@ -181,6 +186,8 @@ def _open_blocks(path: Path, block_s: float, stack: contextlib.ExitStack):
         raise AudioError(f"{path}: empty file")
     try:
         return _open_soundfile(path, block_s, stack)
+    except AudioError:
+        raise
     except Exception:
         pass  # not for libsndfile: PyAV (ffmpeg) decodes the rest
     try:
@@ -188,18 +195,12 @@ def _open_blocks(path: Path, block_s: float, stack: contextlib.ExitStack):
     except AudioError:
         raise
     except Exception as e:
-        raise AudioError(f"{path}: unsupported or corrupt audio ({_why(e)})") from None
-
-
-def _why(e: Exception) -> str:
-    """One line on a decoder's exception (ffmpeg's strerror: its message repeats the path)."""
-    text = getattr(e, "strerror", None) or str(e)
-    text = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+        raise AudioError(f"{path}: unsupported or corrupt audio ({decoder_error(e)})") from None
 
 
 def _checked_blocks(path: Path, blocks: Iterator[np.ndarray], rate: int) -> Iterator[np.ndarray]:
-    """Turns decoder failures into AudioError and rejects NaN / inf samples, naming the file."""
+    """Turns decoder failures into AudioError and rejects NaN / inf / absurd samples (`bad_samples`),
+    naming the file."""
     read = 0
     while True:
         try:
@@ -210,12 +211,50 @@ def _checked_blocks(path: Path, blocks: Iterator[np.ndarray], rate: int) -> Iter
             raise
         except Exception as e:
             raise AudioError(f"{path}: corrupt audio, decoding failed past {read / rate:.1f} s "
-                             f"({_why(e)})") from None
-        if not np.all(np.isfinite(block)):
-            bad = read + int(np.flatnonzero(~np.isfinite(block))[0])
-            raise AudioError(f"{path}: audio contains NaN or infinite samples (first at {bad / rate:.3f} s)")
+                             f"({decoder_error(e)})") from None
+        problem = bad_samples(block, rate, read)
+        if problem:
+            raise AudioError(f"{path}: {problem}")
         read += len(block)
         yield block
+
+
+def scan_file(path: str | Path, block_s: float = 60.0) -> tuple[int, AudioStats]:
+    """A first pass over an audio file, block by block -> (source rate, `AudioStats` of its mono
+    samples). Raises AudioError, naming the file, for everything `animate_file` rejects, so that a
+    bad file fails before any model work and the DC offset is known before the first block."""
+    path = Path(path)
+    stats = AudioStats()
+    with contextlib.ExitStack() as stack:
+        rate, blocks = _open_blocks(path, block_s, stack)
+        for block in _checked_blocks(path, blocks, rate):
+            stats.add(block)
+    if stats.samples == 0:
+        raise AudioError(f"{path}: no audio samples")
+    return rate, stats
+
+
+def file_blocks(path: str | Path, block_s: float, stack: contextlib.ExitStack,
+                stats: AudioStats | None = None) -> tuple[int, Iterator[np.ndarray]]:
+    """-> (source rate, iterator of (n,) float32 mono blocks of about `block_s` seconds at that
+    rate, conditioned by `stats` (`AudioStats.condition`) if given); the decoder stays open until
+    `stack` closes. Decoder failures and bad samples raise AudioError naming the file as they are
+    reached."""
+    path = Path(path)
+    rate, blocks = _open_blocks(path, block_s, stack)
+    checked = _checked_blocks(path, blocks, rate)
+    if stats is not None:
+        checked = (stats.condition(block) for block in checked)
+    return rate, checked
+
+
+def log_conditioning(path: str | Path, stats: AudioStats, log: logging.Logger = logger) -> None:
+    """Logs what the animating commands make of a file with these stats: a warning line for
+    silence, clipping or float audio beyond full scale, an info line for a removed DC offset."""
+    for line in stats.warnings(path):
+        log.warning("%s", line)
+    if stats.dc_offset:
+        log.info("%s: DC offset %.3f removed", path, stats.dc_offset)
 
 
 def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, block_s: float = 60.0,
@@ -224,11 +263,14 @@ def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, bloc
     Curves(fps, curve names, (frames, outputs)).
 
     Any sample rate (resampled to 16 kHz exactly as `load_audio` does) and channel count (mixed
-    down). Reads `block_s` seconds of source audio at a time; memory is bounded by the block and
-    by `PASS_S` seconds per student pass, not by the file's length. The result equals
-    `animate_audio(model, load_audio(path), fps)`. Raises AudioError, naming the file, for a
-    missing, empty, unreadable or corrupt file, one without audio or samples, or NaN/inf samples.
-    An all-silent file animates (to the rest pose) with a logged warning.
+    down). Reads `block_s` seconds of source audio at a time, twice: a first pass checks the file
+    (`scan_file`), the second animates it; memory is bounded by the block and by `PASS_S` seconds
+    per student pass, not by the file's length. The result equals
+    `animate_audio(model, load_audio(path, conditioned=True), fps)`: a DC offset beyond
+    `DC_OFFSET_MAX` is subtracted (logged), float audio beyond full scale is scaled to peak 1
+    (warned). Raises AudioError, naming the file, for a missing, empty, unreadable or corrupt
+    file, one without audio or samples, an unsupported sample rate, NaN/inf or absurd samples.
+    An all-silent or clipped file animates with a logged warning.
     """
     if not block_s > 0:
         raise ValueError(f"block_s must be positive, got {block_s}")
@@ -236,28 +278,27 @@ def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, bloc
 
     path = Path(audio_path)
     frames = StreamingAnimator(model, fps)
+    rate, stats = scan_file(path, block_s)
+    log_conditioning(path, stats)
+    duration_s = stats.samples / rate
     outs = []
-    peak, n_source = 0.0, 0
     with contextlib.ExitStack() as stack:
-        rate, duration_s, blocks = _open_blocks(path, block_s, stack)
+        rate, blocks = file_blocks(path, block_s, stack, stats)
         resampler = StreamResampler(rate, SAMPLE_RATE_HZ)
         from tqdm import tqdm
 
         bar = stack.enter_context(tqdm(
-            total=round(duration_s, 1) if duration_s else None, unit="s", desc=f"animate {path.name}",
-            disable=not progress or (duration_s is not None and duration_s < PROGRESS_MIN_S),
-            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]" if duration_s else None))
-        for block in _checked_blocks(path, blocks, rate):
+            total=round(duration_s, 1), unit="s", desc=f"animate {path.name}",
+            disable=not progress or duration_s < PROGRESS_MIN_S,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]"))
+        n_source = 0
+        for block in blocks:
             n_source += len(block)
-            peak = max(peak, float(np.abs(block).max()))
             outs.append(frames.push(resampler(block)))
             bar.update(len(block) / rate)
         if n_source == 0:
             raise AudioError(f"{path}: no audio samples")
         outs.append(frames.push(resampler(np.zeros(0, np.float32), final=True), final=True))
-    if peak < SILENCE_PEAK:
-        logger.warning("%s: audio is silent (peak %.1e): animating it anyway, the face should rest",
-                       path, peak)
     return Curves(fps, frames.names, np.concatenate(outs))
 
 

@@ -44,6 +44,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_student(path: str | Path) -> tuple[Student, dict[str, Any]]:
     """-> (model in eval mode, the whole checkpoint dict); the architecture is the config's `arch`."""
     ckpt = read_checkpoint(path)
-    model = build_student(StudentConfig(**ckpt["student_config"]))
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model = build_student(StudentConfig(**ckpt["student_config"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as e:  # a damaged or hand-edited checkpoint
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(f"{path}: weights do not match the checkpoint's config ({type(e).__name__}: "
+                         f"{first[:200]})") from None
     return model.eval(), ckpt

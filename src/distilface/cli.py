@@ -5,19 +5,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 
 def _corpus_synth(a: argparse.Namespace) -> None:
     from distilface.corpus.synth import SynthConfig, synth_corpus
+    from distilface.distributed import Shard
 
     cfg = SynthConfig(hours=a.hours, languages=tuple(a.languages.split(",")), max_voices=a.max_voices,
                       augment_fraction=a.augment_fraction, seed=a.seed,
                       engines=tuple(a.engines.split(",")) if a.engines else None)
-    manifest = synth_corpus(cfg, a.out, workers=a.workers)
+    manifest = synth_corpus(cfg, a.out, workers=a.workers, shard=Shard.parse(a.shard))
+    if manifest is None:  # other shards are still missing
+        print(f"shard {a.shard} done; the last shard to finish writes {Path(a.out) / 'manifest.jsonl'}")
+        return
     print(json.dumps(json.loads((manifest.parent / "stats.json").read_text()), indent=2))
     print(f"manifest: {manifest}")
+
+
+def _corpus_merge(a: argparse.Namespace) -> None:
+    from distilface.corpus.synth import merge_corpus
+
+    print(f"manifest: {merge_corpus(a.out, a.shard_dirs)}")
 
 
 def _corpus_check(a: argparse.Namespace) -> None:
@@ -40,11 +51,12 @@ def _corpus_ingest(a: argparse.Namespace) -> None:
 
 
 def _label(a: argparse.Namespace) -> None:
+    from distilface.distributed import Shard
     from distilface.label import LabelJob, run_labels
 
     options = json.loads(a.teacher_options) if a.teacher_options else {}
     out = run_labels(LabelJob(Path(a.manifest), Path(a.out), teacher=a.teacher, teacher_options=options,
-                              fps=a.fps, shard_size=a.shard_size, workers=a.workers))
+                              fps=a.fps, shard_size=a.shard_size, workers=a.workers, shard=Shard.parse(a.shard)))
     print(f"labels: {out}")
 
 
@@ -74,8 +86,9 @@ def _train(a: argparse.Namespace) -> None:
     if a.teacher2:
         overrides.append(f'teacher2="{a.teacher2}"')
     cfg = load_config(a.config, overrides)
-    best = train(cfg, a.out)
-    print(f"best checkpoint: {best}")
+    best = train(cfg, a.out, device=a.device)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: one line, not one per rank
+        print(f"best checkpoint: {best}")
 
 
 def _animate(a: argparse.Namespace) -> None:
@@ -139,6 +152,18 @@ def _bench_runtime(a: argparse.Namespace) -> None:
         write_results(result, a.out)
     print(format_markdown(result))
     print(speed_summary(result))
+
+
+def _bench_soak(a: argparse.Namespace) -> None:
+    from distilface.runtime.soak import SoakConfig, format_summary, soak, write_results
+
+    r = soak(SoakConfig(audio_s=a.audio_s, speed=a.speed, model=a.model, fps=a.fps, slow_ms=a.slow_ms,
+                        max_growth_mb=a.max_growth_mb))
+    if a.out:
+        write_results(r, a.out)
+    print(format_summary(r))
+    if not r["passed"]:
+        sys.exit("distilface bench soak: failed (frames lost or duplicated, server died, or memory grew)")
 
 
 def _bench(a: argparse.Namespace) -> None:
@@ -243,7 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--augment-fraction", type=float, default=0.5)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--shard", default=None, metavar="I/N",
+                   help="make only shard I of N (0-based) into --out, e.g. one task of a batch array job; "
+                        "the last shard to finish writes the manifest (docs/scaling.md)")
     s.set_defaults(func=_corpus_synth)
+
+    mg = corpus.add_parser("merge", help="write the manifest of a corpus made by shards (copying in shards "
+                           "made in other folders)")
+    mg.add_argument("out", help="the corpus folder")
+    mg.add_argument("shard_dirs", nargs="*", help="folders that shards of the same corpus were made in")
+    mg.set_defaults(func=_corpus_merge)
 
     c = corpus.add_parser("check", help="measure phone-timing accuracy per engine by forced alignment")
     c.add_argument("manifest")
@@ -269,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--fps", type=float, default=30.0)
     lb.add_argument("--shard-size", type=int, default=256)
     lb.add_argument("--workers", type=int, default=2)
+    lb.add_argument("--shard", default=None, metavar="I/N",
+                    help="label only shard I of N (0-based) into --out; the folder is complete when all N have run")
     lb.set_defaults(func=_label)
 
     sc = sub.add_parser("score", help="lip metrics of labels against their phone timings")
@@ -296,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the config's stage (hybrid: a frozen student supervises features)")
     t.add_argument("--teacher2", default=None, help="hybrid: checkpoint of the frozen second teacher")
     t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: under torchrun each process uses GPU LOCAL_RANK (NCCL); data-parallel runs: "
+                        "torchrun --nproc_per_node N -m distilface.cli train ... (docs/scaling.md)")
     t.set_defaults(func=_train)
 
     an = sub.add_parser("animate", help="audio -> curves with a student (JSON, Live Link Face CSV, "
@@ -360,6 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--onnx-dir", default="runs/runtime-bench", help="where the exported graphs go")
     br.add_argument("--out", default=None, help="write <out>.json, <out>.md and <out>.png")
     br.set_defaults(func=_bench_runtime)
+    bs = bn.add_parser("soak", help="a long stream through `distilface stream` over loopback with a good, a slow "
+                       "and a disconnecting viewer: frames lost / duplicated, server memory over time")
+    bs.add_argument("--audio-s", type=float, default=1800.0, help="seconds of audio streamed (30 min)")
+    bs.add_argument("--speed", type=float, default=10.0, help="x real time the sender keeps to")
+    bs.add_argument("--model", default=None, help="checkpoint, .onnx or shipped name (default: the shipped default)")
+    bs.add_argument("--fps", type=float, default=30.0)
+    bs.add_argument("--slow-ms", type=float, default=50.0, help="the slow viewer's pause per frame")
+    bs.add_argument("--max-growth-mb", type=float, default=10.0, help="allowed server RSS growth (fails above)")
+    bs.add_argument("--out", default=None, help="write <out>.json, <out>.md and <out>.png")
+    bs.set_defaults(func=_bench_soak)
 
     e = sub.add_parser("eval", help="score students and the teacher on the named test sets")
     e.add_argument("--model", action="append", default=[], metavar="NAME=CKPT",
@@ -451,21 +500,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return "; ".join(lines) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from distilface.audio import AudioError
-
+    sub = getattr(args, f"{args.command}_command", None)
+    name = f"distilface {args.command}" + (f" {sub}" if sub else "")
+    debug = args.verbose or os.environ.get("DISTILFACE_DEBUG", "") not in ("", "0")
     try:
         args.func(args)
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
-    except (AudioError, FileNotFoundError, ValueError) as e:
-        # Expected user errors: one clear line, no traceback (use -v to see where it came from).
-        if args.verbose:
+    except (ValueError, OSError) as e:
+        # Expected user errors (AudioError and other ValueErrors name the file and the problem;
+        # OSError: a missing or unwritable path, a port in use): one line, no traceback. -v or
+        # DISTILFACE_DEBUG=1 shows where it came from; any other exception is a bug and tracebacks.
+        if debug:
             raise
-        sys.exit(f"distilface: error: {e}")
+        sys.exit(f"{name}: {_one_line(e)}")
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{name}: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

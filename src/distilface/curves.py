@@ -65,8 +65,13 @@ def save_curves(path: str | Path, curves: Curves) -> None:
 def load_curves(path: str | Path) -> Curves:
     path = Path(path)
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            return Curves(float(z["fps"]), tuple(str(n) for n in z["names"]), z["values"])
+        try:
+            with np.load(path, allow_pickle=False) as z:  # never unpickle: a file may carry code
+                return Curves(float(z["fps"]), tuple(str(n) for n in z["names"]), z["values"])
+        except (ValueError, KeyError, OSError, EOFError) as e:  # pickled objects, missing arrays, not a zip
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise ValueError(f"{path}: not a curves file ({type(e).__name__}: {e})") from None
     if path.suffix == ".json":
         return Curves.from_json_dict(read_json(path))
     raise ValueError(f"{path}: unsupported curve format {path.suffix!r} (use .json or .npz)")

@@ -92,16 +92,24 @@ class ChunkSampler:
         lengths = np.array([len(x) for x in data.labels], dtype=np.float64)
         self.weights = lengths / lengths.sum()  # utterances drawn by length
 
-    def batch(self, index: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> audio (size, chunk_samples), targets (size, frames, channels)."""
+    def batch(self, index: int, size: int, part: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> audio (rows, chunk_samples), targets (rows, frames, channels); rows = size / parts.
+
+        part (k, parts): slice k of `parts` equal slices of the batch (data-parallel ranks). The
+        draws are the whole batch's, so the slices of all ranks together are the one-process batch."""
+        k, parts = part
+        if size % parts:
+            raise ValueError(f"a batch of {size} chunks does not split into {parts} equal parts")
         rng = np.random.default_rng([self.seed, index])
         utts = rng.choice(len(self.data), size=size, p=self.weights)
-        audio = np.zeros((size, self.chunk_samples), np.float32)
-        targets = np.zeros((size, self.frames, len(self.data.names)), np.float32)
-        for b, u in enumerate(utts):
+        first = [int(rng.integers(0, max(len(self.data.labels[u]) - self.frames, 0) + 1)) for u in utts]
+        rows = range(k * size // parts, (k + 1) * size // parts)
+        audio = np.zeros((len(rows), self.chunk_samples), np.float32)
+        targets = np.zeros((len(rows), self.frames, len(self.data.names)), np.float32)
+        for b, row in enumerate(rows):
+            u, k0 = utts[row], first[row]
             lab = self.data.labels[u]
             n = len(lab)
-            k0 = int(rng.integers(0, max(n - self.frames, 0) + 1))
             k1 = min(k0 + self.frames, n)
             targets[b, : k1 - k0] = lab[k0:k1]
             if k1 - k0 < self.frames:  # short utterance: hold the last label (silence)

@@ -8,7 +8,11 @@ Layout of a label folder:
 Utterances are sorted by id and cut into shards of `shard_size`; a shard is written atomically
 (temp file + rename), so a shard file that exists is complete. A re-run after a kill skips every
 existing shard and never reads a half-written one. A folder made from another manifest or
-teacher is refused rather than silently mixed.
+teacher is refused rather than silently mixed. Shard files are byte-reproducible (`write_npz`).
+
+`--shard i/N` (work shards, `distributed.Shard`) labels shard files i, i + N, i + 2N, ... only:
+N processes, on one machine or many, fill the same folder, which ends identical to a one-process
+run's; shard files made in separate folders are simply copied together.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from tqdm import tqdm
 
 from distilface.audio import load_audio
 from distilface.curves import Curves
-from distilface.fileio import atomic_path, read_json, write_json
+from distilface.distributed import Shard
+from distilface.fileio import read_json, write_json, write_npz
 from distilface.manifest import Utterance, read_manifest, resolve
 from distilface.phones import read_phones
 
@@ -42,6 +47,7 @@ class LabelJob:
     fps: float = 30.0
     shard_size: int = 256
     workers: int = 2
+    shard: Shard = Shard()  # work shard: label files i, i + N, ... only
 
 
 def _sha256(path: Path) -> str:
@@ -77,10 +83,8 @@ def _label_shard(args: tuple[Path, Path, int, list[Utterance], float]) -> tuple[
         ids.append(u.id)
         chunks.append(curves.values)
         offsets.append(offsets[-1] + curves.num_frames)
-    with atomic_path(shard_path(out_dir, index)) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, ids=np.array(ids), offsets=np.array(offsets, np.int64),
-                     values=np.concatenate(chunks).astype(np.float32))
+    write_npz(shard_path(out_dir, index), {"ids": np.array(ids), "offsets": np.array(offsets, np.int64),
+                                           "values": np.concatenate(chunks).astype(np.float32)})
     return index, len(utterances)
 
 
@@ -108,10 +112,11 @@ def run_labels(job: LabelJob) -> Path:
                                  f"{meta[key]!r}); label into a new folder")
     else:
         write_json(meta_path, meta)
-    pending = [(Path(job.manifest), out, i, s, job.fps) for i, s in enumerate(shards)
-               if not shard_path(out, i).exists()]
-    done = len(utterances) - sum(len(p[3]) for p in pending)
-    bar = tqdm(total=len(utterances), initial=done, unit="utt", desc=f"label {teacher.id}")
+    mine = [i for i in range(len(shards)) if job.shard.owns_index(i)]
+    pending = [(Path(job.manifest), out, i, shards[i], job.fps) for i in mine if not shard_path(out, i).exists()]
+    total = sum(len(shards[i]) for i in mine)
+    bar = tqdm(total=total, initial=total - sum(len(p[3]) for p in pending), unit="utt",
+               desc=f"label {teacher.id}" + (f" shard {job.shard}" if job.shard.count > 1 else ""))
     if job.workers <= 1:
         _init_worker(job.teacher, options)
         for args in pending:

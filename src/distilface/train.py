@@ -20,6 +20,8 @@ to the labels', and `feat_vel` matches the frame-to-frame change of the feature 
 The run folder holds `config.json`, `last.pt` (resume point), `best.pt` (best validation),
 `history.jsonl` and `training_curves.png`. A killed run started again with the same command
 continues from `last.pt`; batches depend only on (seed, step), so the data order is the same.
+Under `torchrun` each process trains on its slice of every batch (`distributed.py`); the logged
+losses are the means over ranks, so the curve is the one-process curve.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from tqdm import tqdm
 
 from distilface.checkpoint import load_student, read_checkpoint, save_checkpoint
 from distilface.dataset import TRAIN_FPS, ChunkSampler, PackedSplit, pack_split
+from distilface.distributed import Ranks, chunk_forward, main_first, process_group
 from distilface.fileio import read_json, read_jsonl, write_json, write_jsonl
 from distilface.student import Student, StudentConfig, build_student, frame_starts
 
@@ -222,17 +225,19 @@ def init_output_bias(model: Student, data: PackedSplit) -> None:
 # -- steps --------------------------------------------------------------------------------------
 def _gap_weights(model: Student) -> torch.Tensor:
     if not hasattr(model, "_gap_mm"):
-        model._gap_mm = lip_gap_weights(model.cfg.names)
+        model._gap_mm = lip_gap_weights(model.cfg.names).to(next(model.parameters()).device)
     return model._gap_mm
 
 
 def train_step(model: Student, opt: torch.optim.Optimizer, audio: torch.Tensor, target: torch.Tensor,
-               cfg: TrainConfig, teacher2: Student | None = None, shift: int = 0) -> dict[str, float]:
-    """audio: (B, chunk + shift) samples; the student reads [:chunk], teacher2 [shift:]."""
+               cfg: TrainConfig, teacher2: Student | None = None, shift: int = 0,
+               forward: Any = None) -> dict[str, float]:
+    """audio: (B, chunk + shift) samples; the student reads [:chunk], teacher2 [shift:].
+    forward: `model.forward_chunks` or its DistributedDataParallel wrapper (default: the former)."""
     model.train()
     b, f, _ = target.shape
     chunk = audio.shape[1] - shift
-    out = model.forward_chunks(audio[:, :chunk], f)
+    out = (forward or model.forward_chunks)(audio[:, :chunk], f)
     pred = out["out"].view(b, f, -1)
     terms = distill_losses(pred, target, _gap_weights(model) if cfg.loss.lip_gap else None)
     if teacher2 is not None:
@@ -254,12 +259,13 @@ def eval_step(model: Student, data: PackedSplit, indices: list[int], phones_of: 
     from distilface.metrics import LipSyncScores, score_curves
 
     model.eval()
+    device = next(model.parameters()).device
     se, count = 0.0, 0
     scores = LipSyncScores()
     for i in indices:
-        audio = torch.from_numpy(data.utterance_audio(i))
+        audio = torch.from_numpy(data.utterance_audio(i)).to(device)
         target = data.labels[i]
-        pred = model.forward_frames(audio, frame_starts(len(target), TRAIN_FPS, model.cfg)).numpy()
+        pred = model.forward_frames(audio, frame_starts(len(target), TRAIN_FPS, model.cfg)).cpu().numpy()
         se += float(((pred - target) ** 2).mean()) * len(target)
         count += len(target)
         if data.ids[i] in phones_of:
@@ -277,11 +283,17 @@ def _better(a: dict, b: dict | None) -> bool:
 
 
 # -- loop ---------------------------------------------------------------------------------------
-def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
+def train(cfg: TrainConfig, out_dir: str | Path, device: str = "cpu") -> Path:
+    """Train into `out_dir`, resuming the run there; returns the best checkpoint's path. Under
+    torchrun this process is one rank of a data-parallel run (device "cuda": GPU LOCAL_RANK)."""
+    with process_group(device) as ranks:
+        return _train(cfg, Path(out_dir), ranks)
+
+
+def _train(cfg: TrainConfig, out: Path, ranks: Ranks) -> Path:
     from distilface.manifest import read_manifest, resolve
     from distilface.phones import read_phones
 
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     # Real audio has long near-silent stretches: denormal floats there slow CPU convs badly.
@@ -293,11 +305,13 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
             changed = sorted(k for k in config_dict(cfg) if stored.get(k) != config_dict(cfg)[k])
             raise ValueError(f"{out}: holds a run with another config (differs in {', '.join(changed)}); "
                              "use a new folder")
-    write_json(out / "config.json", config_dict(cfg))
+    if ranks.main:
+        write_json(out / "config.json", config_dict(cfg))
 
     sources = tuple(cfg.sources) if cfg.sources else None
-    train_data = pack_split(cfg.manifest, cfg.labels, cfg.train_split, sources)
-    val_data = pack_split(cfg.manifest, cfg.labels, cfg.val_split, sources)
+    with main_first(ranks):  # rank 0 packs the audio once, the others read its pack
+        train_data = pack_split(cfg.manifest, cfg.labels, cfg.train_split, sources)
+        val_data = pack_split(cfg.manifest, cfg.labels, cfg.val_split, sources)
     rng = np.random.default_rng(cfg.seed)
     val_idx = sorted(rng.choice(len(val_data), min(cfg.val_utterances, len(val_data)), replace=False).tolist())
     by_id = {u.id: u for u in read_manifest(cfg.manifest)}
@@ -307,13 +321,13 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
     torch.manual_seed(cfg.seed)
     if tuple(cfg.student.names) != tuple(train_data.names):
         raise ValueError(f"student outputs {len(cfg.student.names)} channels, labels have {len(train_data.names)}")
-    model = build_student(cfg.student)
+    model = build_student(cfg.student).to(ranks.device)
     teacher2, shift = None, 0
     if cfg.stage == "hybrid":
         if not cfg.teacher2:
             raise ValueError("stage hybrid needs `teacher2` (a trained student checkpoint)")
         teacher2, _ = load_student(cfg.teacher2)  # eval mode: frozen, running norms
-        teacher2.requires_grad_(False)
+        teacher2.requires_grad_(False).to(ranks.device)
         shift = teacher2_shift(cfg.student, teacher2.cfg)
     elif cfg.stage not in ("hetero", "finetune"):
         raise ValueError(f"unknown stage {cfg.stage!r} (hetero, finetune, hybrid)")
@@ -326,24 +340,31 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
         step, best = ckpt["step"], ckpt.get("best")
         history = read_jsonl(out / "history.jsonl") if (out / "history.jsonl").exists() else []
         history = [h for h in history if h["step"] <= step]
-        tqdm.write(f"resumed {out} at step {step}", file=sys.stderr)
+        if ranks.main:
+            tqdm.write(f"resumed {out} at step {step}", file=sys.stderr)
     elif cfg.init:
         init_model, _ = load_student(cfg.init)
         model.load_state_dict(init_model.state_dict())
     else:
         init_output_bias(model, train_data)
 
+    forward = chunk_forward(model, ranks)
     sampler = ChunkSampler(train_data, cfg.student, cfg.optim.chunk_frames, cfg.seed, extra_samples=shift)
     frames_per_step = cfg.optim.batch_chunks * cfg.optim.chunk_frames
-    bar = tqdm(total=cfg.optim.steps, initial=step, desc=f"train {out.name}", unit="step")
+    bar = tqdm(total=cfg.optim.steps, initial=step, desc=f"train {out.name}", unit="step", disable=not ranks.main)
     t0, audio_s = time.monotonic(), 0.0
     while step < cfg.optim.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.optim)
-        audio, target = sampler.batch(step, cfg.optim.batch_chunks)
-        logs = train_step(model, opt, audio, target, cfg, teacher2, shift)
+        audio, target = sampler.batch(step, cfg.optim.batch_chunks, part=(ranks.rank, ranks.world))
+        logs = train_step(model, opt, audio.to(ranks.device), target.to(ranks.device), cfg, teacher2, shift, forward)
+        logs = ranks.mean(logs)  # each rank saw its slice of the batch
         step += 1
         audio_s += frames_per_step / TRAIN_FPS
+        bar.set_postfix_str(f"loss {logs['loss']:.4f}, {audio_s / (time.monotonic() - t0):.1f} s audio/s")
+        bar.update(1)
+        if not ranks.main:  # rank 0 alone validates and writes files
+            continue
         row = {"step": step, "lr": lr_at(step - 1, cfg.optim), **logs}
         if step % cfg.val_every == 0 or step == cfg.optim.steps:
             row.update(eval_step(model, val_data, val_idx, phones_of))
@@ -351,14 +372,13 @@ def train(cfg: TrainConfig, out_dir: str | Path) -> Path:
                 best = {k: row[k] for k in ("step", "val_mse", "val_pbm", "val_open")}
                 save_checkpoint(out / "best.pt", model, step=step, best=best, train_config=config_dict(cfg))
         history.append(row)
-        bar.set_postfix_str(f"loss {logs['loss']:.4f}, {audio_s / (time.monotonic() - t0):.1f} s audio/s")
-        bar.update(1)
         if step % cfg.checkpoint_every == 0 or step == cfg.optim.steps or "val_mse" in row:
             write_jsonl(out / "history.jsonl", history)
             save_checkpoint(out / "last.pt", model, optimizer=opt.state_dict(), step=step, best=best,
                             train_config=config_dict(cfg))
     bar.close()
-    plot_history(history, out / "training_curves.png", title=out.name)
+    if ranks.main:
+        plot_history(history, out / "training_curves.png", title=out.name)
     return out / "best.pt"
 
 

@@ -21,7 +21,13 @@ Two corrections turn espeak's phone events into lip-relevant timings:
 
 Determinism: espeak-ng's pitch flutter keeps a phase between calls, so voices run from a private
 data tree whose variants have `flutter 0` (see `_private_data_dir`), and rand() is re-seeded before
-each call. The same text and voice then give identical phone timings on every call, in every process.
+each call. espeak-ng 1.51 also keeps other state in globals that no API resets: in-process,
+about 80 % of sentences came out different (samples, and up to tens of ms in pauses and phone
+lengths) depending on the sentences spoken before. So the library runs in a small server
+process (`espeak_server.py`) that speaks every request from a freshly forked child, always from
+the state right after initialisation. The same text and voice then give identical audio and
+timings whatever was said before: a corpus resumed after a kill, or made by other workers or
+shards, is byte-identical (tests/test_interrupt.py).
 
 Formant factor: `params["formant"] = k` plays the 22050 Hz output as if it were 22050*k Hz
 (all formants and f0 times k, durations / k); timings are rescaled exactly. The rate is pre-scaled by
@@ -31,10 +37,12 @@ k so the speaking rate stays about the same. Deterministic: no randomness anywhe
 from __future__ import annotations
 
 import atexit
-import ctypes
-import ctypes.util
+import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -44,42 +52,18 @@ import numpy as np
 
 from distilface.audio import SAMPLE_RATE_HZ, resample
 from distilface.corpus.engine import EngineError, Synthesis, Voice
+from distilface.corpus.espeak_server import ESPEAK_RATE_HZ
 from distilface.phones import SILENCE, STOPS, PhoneSegment, merge_adjacent_silence, validate
 
 log = logging.getLogger(__name__)
 
-ESPEAK_RATE_HZ = 22_050  # fixed by espeak-ng; checked against espeak_Initialize's return value
 DEFAULT_RATE_WPM = 175
 DEFAULT_PITCH = 50
 DEFAULT_RANGE = 50
 PLAIN_VARIANT = "plain"  # written into the private data dir: default voice, flutter off
 
-# --- libespeak-ng ABI (speak_lib.h, API revision 12) ---------------------------------------------
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_INITIALIZE_PHONEME_EVENTS = 0x0001
-_INITIALIZE_PHONEME_IPA = 0x0002
-_EVENT_LIST_TERMINATED = 0
-_EVENT_PHONEME = 7
-_POS_CHARACTER = 1
-_CHARS_UTF8 = 1
+# espeak_SetParameter ids (speak_lib.h); the rest of the ABI is in espeak_server.py
 _PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE, _PARAM_WORDGAP = 1, 2, 3, 4, 7
-
-
-class _Event(ctypes.Structure):
-    _fields_ = [
-        ("type", ctypes.c_int),
-        ("unique_identifier", ctypes.c_uint),
-        ("text_position", ctypes.c_int),
-        ("length", ctypes.c_int),
-        ("audio_position", ctypes.c_int),  # ms, floor(sample * 1000 / rate)
-        ("sample", ctypes.c_int),  # samples since the start of the message
-        ("user_data", ctypes.c_void_p),
-        ("id", ctypes.c_char * 8),  # phone name, UTF-8, not terminated when it fills 8 bytes
-    ]
-
-
-_Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                             ctypes.POINTER(_Event))
 
 # --- IPA -> arpabet39 ----------------------------------------------------------------------------
 # Nearest arpabet phone by sound (lips matter most: height and rounding are kept, frontness dropped
@@ -160,62 +144,56 @@ class EspeakParams:
 
 
 class _Library:
-    """libespeak-ng, initialised once per process (a forked worker reuses its copy)."""
+    """libespeak-ng behind `espeak_server`, one server per process (a forked worker starts its own)."""
 
-    def __init__(self, data_path: bytes | None = None) -> None:
-        path = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
-        self.lib = ctypes.CDLL(path)
-        self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint,
-                                          ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-                                          ctypes.c_void_p, ctypes.c_void_p]
-        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path,
-                                          _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA)
-        if rate != ESPEAK_RATE_HZ:
-            raise EngineError(f"espeak-ng: initialisation returned {rate}, expected {ESPEAK_RATE_HZ}")
-        self.chunks: list[np.ndarray] = []
-        self.events: list[tuple[int, int, str]] = []  # (sample, audio_position_ms, ipa)
-        self._callback = _Callback(self._on_audio)  # keep a reference: C holds the pointer
-        self.lib.espeak_SetSynthCallback(self._callback)
-        self.lock = threading.Lock()  # espeak-ng keeps global state
+    def __init__(self, data_dir: Path) -> None:
+        self.pid = os.getpid()
+        self.data_dir = data_dir
+        self.server: subprocess.Popen | None = None
+        self.lock = threading.Lock()  # one request at a time on the pipes
+        self._start()
 
-    def _on_audio(self, wav, n_samples, events) -> int:
-        if wav and n_samples > 0:
-            self.chunks.append(np.ctypeslib.as_array(wav, (n_samples,)).copy())
-        i = 0
-        while events[i].type != _EVENT_LIST_TERMINATED:
-            ev = events[i]
-            if ev.type == _EVENT_PHONEME:
-                self.events.append((ev.sample, ev.audio_position,
-                                    bytes(ev.id).decode("utf-8", "replace")))
-            i += 1
-        return 0
+    def _start(self) -> None:
+        self.server = subprocess.Popen([sys.executable, "-m", "distilface.corpus.espeak_server",
+                                        str(self.data_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:  # a first call checks that the library loads and speaks
+            self._request("a", espeak_voice_name("en"), [])
+        except EngineError:
+            self.server.kill()
+            raise
+
+    def _request(self, text: str, voice: str, params: list[tuple[int, int]]
+                 ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+        assert self.server is not None and self.server.stdin and self.server.stdout
+        try:
+            self.server.stdin.write(json.dumps({"text": text, "voice": voice, "params": params}).encode() + b"\n")
+            self.server.stdin.flush()
+            header = json.loads(self.server.stdout.readline() or b"null")
+            if header is None:
+                raise EngineError(f"espeak-ng: the server ended (exit status {self.server.wait()})")
+            if "error" in header:
+                raise EngineError(header["error"])
+            data = self.server.stdout.read(2 * header["samples"])
+        except (OSError, ValueError) as e:
+            raise EngineError(f"espeak-ng: lost the server ({type(e).__name__}: {e})") from None
+        if len(data) != 2 * header["samples"]:
+            raise EngineError("espeak-ng: the server ended in the middle of an answer")
+        return np.frombuffer(data, np.int16).copy(), [tuple(e) for e in header["events"]]
 
     def synth(self, text: str, voice_name: str, pitch: int, range_: int, rate: int
               ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+        """int16 audio at ESPEAK_RATE_HZ and (sample, audio_ms, ipa) phoneme events."""
+        params = [(_PARAM_RATE, rate), (_PARAM_PITCH, pitch), (_PARAM_RANGE, range_), (_PARAM_VOLUME, 100),
+                  (_PARAM_WORDGAP, 0)]
         with self.lock:
-            self.chunks, self.events = [], []
-            _libc.srand(0)  # espeak-ng's breath/aspiration noise uses rand()
-            if self.lib.espeak_SetVoiceByName(espeak_voice_name(voice_name).encode()) != 0:
-                raise EngineError(f"espeak-ng: unknown voice {voice_name!r}")
-            for param, value in ((_PARAM_RATE, rate), (_PARAM_PITCH, pitch), (_PARAM_RANGE, range_),
-                                 (_PARAM_VOLUME, 100), (_PARAM_WORDGAP, 0)):
-                self.lib.espeak_SetParameter(param, int(value), 0)
-            data = text.encode("utf-8")
-            err = self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8,
-                                        None, None)
-            if err != 0:
-                raise EngineError(f"espeak-ng: espeak_Synth failed with code {err}")
-            chunks, events = self.chunks, self.events
-            self.chunks, self.events = [], []
-        audio = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-        return audio, events
+            if self.server is None or self.server.poll() is not None:
+                self._start()  # a server lost to an earlier failure
+            return self._request(text, espeak_voice_name(voice_name), params)
 
 
 _library: _Library | None = None
 _library_lock = threading.Lock()
-_libc = ctypes.CDLL(None)
+_data_dir: Path | None = None
 
 
 def _system_data_dir() -> Path:
@@ -256,10 +234,11 @@ def _private_data_dir() -> Path:
 
 
 def _get_library() -> _Library:
-    global _library
+    global _library, _data_dir
     with _library_lock:
-        if _library is None:
-            _library = _Library(str(_private_data_dir()).encode())
+        if _library is None or _library.pid != os.getpid():  # a forked child must not share the pipes
+            _data_dir = _data_dir or _private_data_dir()
+            _library = _Library(_data_dir)
         return _library
 
 

@@ -12,7 +12,11 @@ Output (`out_dir`):
     manifest.jsonl              one Utterance per aligned file, split field set
     failures.jsonl              {"id", "reason", "key"} per file that could not be used
 
-Utterances that fail (unreadable audio, unknown words, decode failure) are listed, not fatal.
+Utterances that fail (unreadable, corrupt or over-long audio, NaN samples, unknown words, decode
+failure) are skipped with a warning line naming the file and listed in failures.jsonl, not fatal;
+a run in which no utterance at all could be ingested fails (ValueError) after writing both files.
+Audio is stored conditioned as `animate` feeds it to a student (`audio.AudioStats.condition`: a
+DC offset beyond `DC_OFFSET_MAX` removed, float audio beyond full scale scaled to peak 1).
 Resumable: an utterance whose phones file exists is not redone, and a failure is not retried
 while its audio file and transcript are unchanged (`key`). Every file is written atomically and
 the phones file last, so its presence marks a finished utterance.
@@ -151,7 +155,7 @@ def _ingest_one(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
     """Worker: load, align, write one utterance -> {'id', 'duration_s'} or {'id', 'reason'}."""
     item_dict, out_dir = job
     item = _Item(**item_dict)
-    from distilface.audio import SAMPLE_RATE_HZ, AudioError, load_audio, write_audio
+    from distilface.audio import MAX_WHOLE_FILE_S, SAMPLE_RATE_HZ, AudioError, load_audio, write_audio
     from distilface.corpus.align import AlignmentError, align_phones
     from distilface.phones import write_phones
 
@@ -159,7 +163,7 @@ def _ingest_one(job: tuple[dict[str, Any], str]) -> dict[str, Any]:
     try:
         if not item.text:
             raise AlignmentError("empty transcript")
-        audio = load_audio(item.audio_path)
+        audio = load_audio(item.audio_path, max_s=MAX_WHOLE_FILE_S, conditioned=True)
         phones = align_phones(audio, item.text, item.lexicon)
     except (AudioError, AlignmentError) as e:
         return {"id": item.id, "reason": str(e)}
@@ -189,6 +193,8 @@ def _ingest(items: list[_Item], problems: list[dict[str, str]], out_dir: Path,
     old_failures = {r["id"]: r for r in read_jsonl(failures_path)} if failures_path.exists() else {}
     durations: dict[str, float] = {}
     failures: list[dict[str, str]] = [{**p, "key": ""} for p in problems]
+    for p in problems:
+        log.warning("skipped %s: %s", p["id"], p["reason"])
     todo: list[_Item] = []
     for item in items:
         audio_path, phones_path = _paths(out_dir, item.id)
@@ -203,6 +209,7 @@ def _ingest(items: list[_Item], problems: list[dict[str, str]], out_dir: Path,
 
     jobs = [(asdict(item), str(out_dir)) for item in todo]
     keys = {item.id: item.key for item in todo}
+    sources = {item.id: item.audio_path for item in todo}
     progress = tqdm(total=len(jobs), desc="ingest", unit="utt")
     results: list[dict[str, Any]] = []
     if workers <= 1 or len(jobs) <= 1:
@@ -222,6 +229,8 @@ def _ingest(items: list[_Item], problems: list[dict[str, str]], out_dir: Path,
     for r in results:
         if "reason" in r:
             failures.append({"id": r["id"], "reason": r["reason"], "key": keys[r["id"]]})
+            named = r["reason"] if r["reason"].startswith(sources[r["id"]]) else f"{sources[r['id']]}: {r['reason']}"
+            log.warning("skipped %s", named)
         else:
             durations[r["id"]] = r["duration_s"]
 
@@ -240,6 +249,9 @@ def _ingest(items: list[_Item], problems: list[dict[str, str]], out_dir: Path,
     write_manifest(manifest_path, utterances)
     write_jsonl(failures_path, failures)
     log.info("ingest: %d aligned, %d failed -> %s", len(utterances), len(failures), manifest_path)
+    if not utterances:
+        raise ValueError(f"{out_dir}: no utterance could be ingested ({len(failures)} failed; "
+                         f"reasons in {failures_path})")
     return manifest_path
 
 

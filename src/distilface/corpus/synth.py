@@ -10,9 +10,16 @@ Stages talk through files in the corpus folder:
     stats.json              hours per split/engine/language, voices, wall time, throughput
 
 The plan is a pure function of the config (seed included), so a killed run resumes by skipping
-utterances that have a record, and re-running gives the same corpus. Splits are by voice: a test
-voice is never heard in training. Only training utterances are augmented; evaluation sets get
-their own fixed degradations at evaluation time.
+utterances that have a record, and re-running gives the same corpus, byte for byte (every file but
+stats.json, whatever the number of workers or shards; tests/test_interrupt.py).
+
+Splits are by voice: a test voice is never heard in training. Only training utterances are
+augmented; evaluation sets get their own fixed degradations at evaluation time.
+
+Shards (`--shard i/N`): N processes, e.g. the tasks of a batch array job, make disjoint parts of the
+plan (by a hash of the utterance id) into the same folder; the one that finds every planned
+utterance recorded writes the manifest. Shards made in separate folders are copied together by
+`merge_corpus` (`distilface corpus merge`).
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from tqdm import tqdm
 
 from distilface.audio import SAMPLE_RATE_HZ, write_audio
 from distilface.corpus.engine import EngineError, Voice
-from distilface.fileio import read_json, read_jsonl, write_json, write_jsonl
+from distilface.distributed import Shard
+from distilface.fileio import atomic_path, read_json, read_jsonl, write_json, write_jsonl
 from distilface.manifest import Utterance, write_manifest
 from distilface.phones import write_phones
 
@@ -177,8 +185,9 @@ def _make_utterance(args: tuple[Path, dict]) -> dict:
     return record
 
 
-def synth_corpus(cfg: SynthConfig, out_dir: str | Path, workers: int = 2) -> Path:
-    """Build (or finish) the corpus in `out_dir`; returns the manifest path."""
+def synth_corpus(cfg: SynthConfig, out_dir: str | Path, workers: int = 2, shard: Shard = Shard()) -> Path | None:
+    """Build (or finish) the corpus, or one shard of it, in `out_dir`; returns the manifest path,
+    or None when utterances of other shards are still missing."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config_path, plan_path = out / "synth_config.json", out / "plan.jsonl"
@@ -204,10 +213,12 @@ def synth_corpus(cfg: SynthConfig, out_dir: str | Path, workers: int = 2) -> Pat
         plan = make_plan(cfg)
         write_jsonl(plan_path, plan)
         write_json(config_path, cfg_dict)
-    pending = [(out, item) for item in plan if not (out / "records" / f"{item['id']}.json").exists()]
+    mine = [item for item in plan if shard.owns(item["id"])]
+    pending = [(out, item) for item in mine if not (out / "records" / f"{item['id']}.json").exists()]
     t0 = time.monotonic()
     made_s = 0.0
-    bar = tqdm(total=len(plan), initial=len(plan) - len(pending), unit="utt", desc="corpus synth")
+    bar = tqdm(total=len(mine), initial=len(mine) - len(pending), unit="utt",
+               desc="corpus synth" + (f" shard {shard}" if shard.count > 1 else ""))
     if workers <= 1:
         _init_worker(cfg.seed)
         pool, iterator = None, map(_make_utterance, pending)
@@ -226,10 +237,59 @@ def synth_corpus(cfg: SynthConfig, out_dir: str | Path, workers: int = 2) -> Pat
             pool.close()
             pool.join()
     wall_s = time.monotonic() - t0
-    return _finish(out, plan, wall_s, made_s, workers)
+    last_run = {"wall_s": round(wall_s, 1), "audio_made_s": round(made_s, 1), "workers": workers,
+                "x_real_time": round(made_s / wall_s, 1) if wall_s > 0 and made_s else None}
+    if shard.count > 1:
+        last_run["shard"] = str(shard)
+        missing = sum(not (out / "records" / f"{item['id']}.json").exists() for item in plan)
+        if missing:
+            log.info("shard %s: done, %d utterances of other shards still missing", shard, missing)
+            return None
+    return _finish(out, plan, last_run)
 
 
-def _finish(out: Path, plan: list[dict], wall_s: float, made_s: float, workers: int) -> Path:
+def merge_corpus(out_dir: str | Path, shard_dirs: list[str | Path] = ()) -> Path:
+    """Write the manifest of a corpus whose shards were made separately; returns its path.
+
+    `out_dir` holds the corpus (or is empty); each of `shard_dirs` is a folder that shards of the
+    same corpus were made in (same plan). Their finished utterances are copied into `out_dir`, each
+    file atomically and its record last, so a killed merge can be re-run. Raises ValueError when
+    the plans differ or when planned utterances are still missing (a shard has not finished)."""
+    out = Path(out_dir)
+    sources = [Path(d) for d in shard_dirs]
+    if not (out / "plan.jsonl").exists():
+        if not sources:
+            raise ValueError(f"{out}: no plan.jsonl: not a corpus folder")
+        for name in ("synth_config.json", "plan.jsonl"):
+            _copy_atomic(sources[0] / name, out / name)
+    plan = read_jsonl(out / "plan.jsonl")
+    for src in sources:
+        if read_jsonl(src / "plan.jsonl") != plan:
+            raise ValueError(f"{src}: its plan differs from {out / 'plan.jsonl'}: not a shard of this corpus")
+        for item in plan:
+            record = Path("records") / f"{item['id']}.json"
+            if (out / record).exists() or not (src / record).exists():
+                continue
+            made = read_json(src / record)
+            for rel in (made.get("audio"), made.get("phones")):  # none for a failed utterance
+                if rel:
+                    _copy_atomic(src / rel, out / rel)
+            _copy_atomic(src / record, out / record)
+    missing = [item["id"] for item in plan if not (out / "records" / f"{item['id']}.json").exists()]
+    if missing:
+        raise ValueError(f"{out}: {len(missing)} planned utterances are not made yet (first: {missing[0]}); "
+                         "run the missing shards (corpus synth --shard i/N), then merge again")
+    return _finish(out, plan, {"merged_from": [str(s) for s in sources]})
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    import shutil
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _finish(out: Path, plan: list[dict], last_run: dict) -> Path:
     utterances, failures = [], []
     for item in plan:
         record = read_json(out / "records" / f"{item['id']}.json")
@@ -252,8 +312,7 @@ def _finish(out: Path, plan: list[dict], wall_s: float, made_s: float, workers: 
         "voices": len({u.voice for u in utterances}),
         "voices_per_split": {s: len({u.voice for u in utterances if u.split == s}) for s in ("train", "val", "test")},
         "hours_by": {g: {k: round(v, 4) for k, v in d.items()} for g, d in hours.items()},
-        "last_run": {"wall_s": round(wall_s, 1), "audio_made_s": round(made_s, 1), "workers": workers,
-                     "x_real_time": round(made_s / wall_s, 1) if wall_s > 0 and made_s else None},
+        "last_run": last_run,
     }
     write_json(out / "stats.json", stats)
     log.info("corpus: %s", json.dumps(stats))

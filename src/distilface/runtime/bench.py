@@ -324,25 +324,37 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("CPU ms per frame, 1 thread (bar: median)")
         ax.set_title(m["model"], fontsize=10)
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
     from distilface.fileio import atomic_path
 
+    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
 
-def write_results(result: dict[str, Any], out: str | Path) -> list[Path]:
-    """<out>.json, <out>.md and <out>.png, each written atomically."""
+def write_report(result: dict[str, Any], out: str | Path, markdown: str,
+                 plot_fn: Callable[[dict[str, Any], Path], Path]) -> list[Path]:
+    """<out>.json (result), <out>.md (markdown) and <out>.png (plot_fn), each written atomically."""
     from distilface.fileio import atomic_write, write_json
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out.with_suffix(".json"), result)
     with atomic_write(out.with_suffix(".md"), "w") as f:
-        f.write(format_markdown(result))
-    return [out.with_suffix(".json"), out.with_suffix(".md"), plot(result, out.with_suffix(".png"))]
+        f.write(markdown)
+    return [out.with_suffix(".json"), out.with_suffix(".md"), plot_fn(result, out.with_suffix(".png"))]
+
+
+def write_results(result: dict[str, Any], out: str | Path) -> list[Path]:
+    return write_report(result, out, format_markdown(result), plot)
 
 
 def speed_summary(result: dict[str, Any]) -> str:

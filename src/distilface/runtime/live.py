@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from distilface.audio import SAMPLE_RATE_HZ
+from distilface.audio import SAMPLE_RATE_HZ, check_rate
 from distilface.runtime.sinks import (OSC_NAME_STYLES, VMC_PORT, CsvOutput, Frame, NdjsonOutput, OscOutput,
                                       Output, StreamInfo, WsFramesOutput)
 from distilface.runtime.sources import (CHUNK_MS, PCM_FORMATS, AudioChunk, Event, FileSource, MicSource,
@@ -99,8 +99,7 @@ class StreamConfig:
             raise ValueError(f"--output given twice: {', '.join(self.outputs)}")
         if not self.fps > 0:
             raise ValueError(f"--fps must be positive, got {self.fps}")
-        if self.rate_hz <= 0:
-            raise ValueError(f"--rate must be positive, got {self.rate_hz}")
+        check_rate(self.rate_hz, "--rate")
         if self.pcm_format not in PCM_FORMATS:
             raise ValueError(f"--pcm-format {self.pcm_format!r}: expected {' or '.join(PCM_FORMATS)}")
         if self.osc_names not in OSC_NAME_STYLES:

@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from distilface.audio import SAMPLE_RATE_HZ, AudioError
+from distilface.audio import MAX_SAMPLE_MAGNITUDE, SAMPLE_RATE_HZ, AudioError, check_rate
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,9 @@ def chunk_samples(rate_hz: int, chunk_ms: float) -> int:
 
 class PcmDecoder:
     """Bytes of mono PCM in `fmt` -> (n,) float32 samples. Carries a partial sample from one call to
-    the next (a pipe or a message may split a sample); non-finite f32 samples become 0 (counted),
-    since one NaN would poison every frame whose window holds it."""
+    the next (a pipe or a message may split a sample); non-finite f32 samples and any beyond
+    `MAX_SAMPLE_MAGNITUDE` become 0 (counted), since one NaN would poison every frame whose window
+    holds it."""
 
     def __init__(self, fmt: str = "s16le") -> None:
         if fmt not in PCM_FORMATS:
@@ -80,6 +81,11 @@ class PcmDecoder:
         self._rest = b""  # bytes of an incomplete sample
         self.bad_samples = 0
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of an incomplete sample held for the next call."""
+        return len(self._rest)
+
     def __call__(self, data: bytes) -> np.ndarray:
         data = self._rest + bytes(data)
         whole = len(data) - len(data) % self.dtype.itemsize
@@ -88,10 +94,10 @@ class PcmDecoder:
         if self.fmt == "s16le":
             return (x.astype(np.float32) / S16_FULL_SCALE).astype(np.float32)
         x = x.astype(np.float32)
-        bad = ~np.isfinite(x)
+        bad = ~(np.abs(x) <= MAX_SAMPLE_MAGNITUDE)  # NaN, inf and absurd values (which make NaN frames)
         if bad.any():
             self.bad_samples += int(bad.sum())
-            logger.warning("%d non-finite PCM samples set to 0", int(bad.sum()))
+            logger.warning("%d non-finite or absurd PCM samples set to 0", int(bad.sum()))
             x[bad] = 0.0
         return x
 
@@ -123,10 +129,8 @@ class StdinSource:
                  chunk_ms: float = CHUNK_MS) -> None:
         import sys
 
-        if rate_hz <= 0:
-            raise ValueError(f"stdin sample rate must be positive, got {rate_hz}")
         self.file = file if file is not None else sys.stdin.buffer
-        self.rate_hz = int(rate_hz)
+        self.rate_hz = check_rate(rate_hz, "stdin")
         self.decoder = PcmDecoder(fmt)
         self.read_bytes = chunk_samples(self.rate_hz, chunk_ms) * self.decoder.dtype.itemsize
 
@@ -151,6 +155,9 @@ class StdinSource:
                     x = self.decoder(data)
                     if len(x):
                         put(AudioChunk(x, arrival_s))
+                if self.decoder.pending_bytes:
+                    logger.warning("stdin: input ended inside a %s sample: its %d bytes dropped",
+                                   self.decoder.fmt, self.decoder.pending_bytes)
                 put(StreamEnd("end of input"))
             except (concurrent.futures.CancelledError, RuntimeError):  # the loop stopped or closed
                 return
@@ -168,36 +175,45 @@ class StdinSource:
 # -- a file at real-time pace ------------------------------------------------------------------
 
 class FileSource:
-    """An audio file (anything `load_audio` reads, resampled to 16 kHz) as one stream, in chunks of
-    `chunk_ms`. realtime: each chunk is emitted when its last sample would have been played, so
-    the stream runs as long as the audio; otherwise as fast as the stream takes it. The file is
-    read when the source is made (AudioError, naming it, before anything starts)."""
+    """An audio file (anything `animate_file` reads) as one stream at the file's own rate (the stream
+    resamples), in chunks of `chunk_ms`, read block by block: any length in bounded memory.
+    realtime: each chunk is emitted when its last sample would have been played, so the stream
+    runs as long as the audio; otherwise as fast as the stream takes it. The file is checked when
+    the source is made (`scan_file`: AudioError naming it before anything starts, warnings for
+    silence and clipping, and conditioned as by `animate`: `AudioStats.condition`)."""
 
     def __init__(self, path: str | Path, realtime: bool = True, chunk_ms: float = CHUNK_MS) -> None:
-        from distilface.audio import load_audio
+        from distilface.animate import log_conditioning, scan_file
 
         self.path = Path(path)
-        self.audio = load_audio(self.path)  # (n,) float32 at 16 kHz
+        self.rate_hz, self.audio_stats = scan_file(self.path)
+        log_conditioning(self.path, self.audio_stats, logger)
         self.realtime = bool(realtime)
-        self.chunk_samples = chunk_samples(SAMPLE_RATE_HZ, chunk_ms)
+        self.chunk_ms = float(chunk_ms)
+        self.chunk_samples = chunk_samples(self.rate_hz, chunk_ms)
 
     @property
     def duration_s(self) -> float:
-        return len(self.audio) / SAMPLE_RATE_HZ
+        return self.audio_stats.samples / self.rate_hz
 
     async def run(self, emit: Emit) -> None:
+        import contextlib
+
+        from distilface.animate import file_blocks
+
         loop = asyncio.get_running_loop()
-        await emit(StreamStart(SAMPLE_RATE_HZ, f"file {self.path.name}"))
-        t0 = loop.time()
-        n = self.chunk_samples
-        for lo in range(0, len(self.audio), n):
-            chunk = self.audio[lo: lo + n]
-            if self.realtime:
-                # absolute deadlines: sleeping late once does not delay the rest
-                await asyncio.sleep(max(t0 + (lo + len(chunk)) / SAMPLE_RATE_HZ - loop.time(), 0.0))
-            else:
-                await asyncio.sleep(0)  # let the outputs run between chunks
-            await emit(AudioChunk(chunk, time.perf_counter()))
+        await emit(StreamStart(self.rate_hz, f"file {self.path.name}"))
+        t0, sent = loop.time(), 0
+        with contextlib.ExitStack() as stack:
+            _, blocks = file_blocks(self.path, self.chunk_ms / 1000, stack, self.audio_stats)
+            for chunk in blocks:
+                sent += len(chunk)
+                if self.realtime:
+                    # absolute deadlines: sleeping late once does not delay the rest
+                    await asyncio.sleep(max(t0 + sent / self.rate_hz - loop.time(), 0.0))
+                else:
+                    await asyncio.sleep(0)  # let the outputs run between chunks
+                await emit(AudioChunk(chunk, time.perf_counter()))
         await emit(StreamEnd("end of file"))
 
 
@@ -303,10 +319,8 @@ class WsAudioInput:
 
     def _options(self, path: str) -> tuple[int, str]:
         query = parse_qs(urlsplit(path).query)
-        rate = int(query.get("rate", [self.rate_hz])[0])
+        rate = check_rate(int(query.get("rate", [self.rate_hz])[0]), "rate")
         fmt = query.get("format", [self.fmt])[0]
-        if rate <= 0:
-            raise ValueError(f"rate must be positive, got {rate}")
         PcmDecoder(fmt)
         return rate, fmt
 
