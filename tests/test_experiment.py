@@ -40,7 +40,7 @@ def test_rows_trained_with_the_right_recipe(smoke):
     ft = json.loads((rows / "c0-hetero-fine-tuned" / "finetune" / "config.json").read_text())
     assert ft["stage"] == "finetune" and ft["init"].endswith("c0-hetero-fine-tuned/best.pt")
     h4 = json.loads((rows / "c0-4-hybrid" / "config.json").read_text())
-    assert h4["stage"] == "hybrid" and h4["student"]["channels"] == 8 and h4["loss"]["feat"] == 1.0
+    assert h4["stage"] == "hybrid" and h4["student"]["channels"] == 8 and h4["loss"]["feat"] == 1e-3
     assert h4["teacher2"].endswith("c0-hetero-fine-tuned/finetune/best.pt")
     h64 = json.loads((rows / "64-ms-hybrid" / "config.json").read_text())
     assert h64["student"]["future_ms"] == 64.0 and h64["loss"]["vel"] == 9.0

@@ -14,7 +14,8 @@ this process, on real sockets:
 
 Pass: the good viewer's frames are exactly 0..N-1 (N = frames of the audio at `fps`), the server
 lives through it, and its memory is flat: the median RSS of the last quarter of the run is within
-`max_growth_mb` of the median of the second quarter (the first quarter is start-up).
+`max_growth_mb` of the median of the second quarter (the first quarter is start-up; a run with
+fewer than 8 samples compares its last sample with its first).
 """
 
 from __future__ import annotations
@@ -202,9 +203,14 @@ def soak(cfg: SoakConfig) -> dict[str, Any]:
     in_order = bool(len(frames) == want and np.array_equal(frames, np.arange(want)))
     t = np.asarray([r[0] for r in rss])
     mb = np.asarray([r[1] for r in rss])
-    q = t[-1] / 4 if len(t) else 0.0
-    second = float(np.median(mb[(t >= q) & (t < 2 * q)])) if len(t) >= 8 else float("nan")
-    last = float(np.median(mb[t >= 3 * q])) if len(t) >= 8 else float("nan")
+    if len(t) >= 8:
+        q = t[-1] / 4
+        second = float(np.median(mb[(t >= q) & (t < 2 * q)]))
+        last = float(np.median(mb[t >= 3 * q]))
+    elif len(t):  # a short run: too few samples for quarters, first against last
+        second, last = float(mb[0]), float(mb[-1])
+    else:
+        second = last = float("nan")
     return {
         "config": asdict(cfg), "wall_s": wall_s, "frames_expected": want, "server_alive_at_end": alive,
         "good": {"frames": len(frames), "in_order_no_loss": in_order,
