@@ -21,15 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import connect
 
+from test_animate import checkpoint  # noqa: F401 - a fixture: the tiny checkpoint
 from badaudio import TRANSCRIPT, Case, example_speech, speechy, write_bad_audio, write_long_wav
 from distilface.animate import animate_audio, animate_file, load_model
 from distilface.audio import EXAMPLE_AUDIO, AudioError, load_audio
-from distilface.checkpoint import save_checkpoint
 from distilface.cli import main
 from distilface.curves import num_frames
 from distilface.formats import LLF_BLENDSHAPES, read_curves_any
 from distilface.models import resolve_model
-from distilface.student import Student, StudentConfig
 
 CLI = [sys.executable, "-m", "distilface.cli"]
 FPS = 30.0
@@ -61,11 +60,8 @@ def shipped():
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
-    save_checkpoint(path, Student(StudentConfig(channels=16, context_groups=8)).eval())
-    return path
+def tiny_ckpt(checkpoint) -> Path:
+    return checkpoint  # test_animate's tiny random student (channels 16)
 
 
 @pytest.fixture(scope="module")

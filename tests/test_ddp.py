@@ -4,10 +4,8 @@ process on the same tiny config; and a torchrun run killed at a seeded random st
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from distilface.dataset import ChunkSampler, PackedSplit
 from distilface.student import StudentConfig
 
 from test_cli import run  # the real CLI in a subprocess, failing with its stderr
-from test_train import _train_args, corpus  # noqa: F401  (the tiny corpus fixture of the training tests)
+from test_train import _train_args, corpus, kill_at_step  # noqa: F401  (corpus: the tiny corpus fixture of the training tests)
 
 STEPS = 8
 # The one-process and 2-rank runs differ only in the order of float32 sums: the batch mean is
@@ -112,20 +110,8 @@ def test_torchrun_killed_at_a_random_step_resumes(corpus, tmp_path):  # noqa: F8
     kill_after = random.Random(5).randrange(2, STEPS - 1)
     proc = torchrun(*_train_args(corpus, killed_run, STEPS), stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 600
-    while proc.poll() is None and time.monotonic() < deadline:
-        if (killed_run / "last.pt").exists() and read_checkpoint(killed_run / "last.pt")["step"] >= kill_after:
-            for pid in [*_descendants(proc.pid), proc.pid]:  # a crashed node: every rank at once
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            break
-        time.sleep(0.02)
-    proc.wait()
-    if proc.returncode != -signal.SIGKILL:
-        pytest.skip("the run finished before it could be killed")
-    stopped_at = read_checkpoint(killed_run / "last.pt")["step"]
+    # a crashed node: every rank at once
+    stopped_at = kill_at_step(proc, killed_run, kill_after, pids=lambda: _descendants(proc.pid))
     assert kill_after <= stopped_at < STEPS
     resumed = torchrun(*_train_args(corpus, killed_run, STEPS))
     assert f"resumed {killed_run} at step {stopped_at}" in resumed.stderr

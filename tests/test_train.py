@@ -21,6 +21,25 @@ from test_cli import CLI, run  # the real CLI in a subprocess, failing with its 
 
 
 # -- losses by hand -----------------------------------------------------------------------------
+def kill_at_step(proc: subprocess.Popen, run_dir, step: int, pids=lambda: []) -> int:
+    """SIGKILL `proc` (and `pids()`, e.g. its ranks) once run_dir/last.pt holds `step` or later
+    -> the step of the last checkpoint left; skips the test if the run ended first."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (run_dir / "last.pt").exists() and read_checkpoint(run_dir / "last.pt")["step"] >= step:
+            for pid in [*pids(), proc.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            break
+        time.sleep(0.02)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("the run finished before it could be killed")
+    return read_checkpoint(run_dir / "last.pt")["step"]
+
+
 def test_distill_losses_by_hand():
     # one chunk, 4 frames, 1 channel: pred 0,1,3,6 (v 1,2,3; a 1,1) vs target 0,0,0,0
     pred = torch.tensor([0.0, 1.0, 3.0, 6.0]).view(1, 4, 1)
@@ -112,16 +131,7 @@ def test_train_kill_and_resume_equals_uninterrupted(corpus):
     killed = corpus / "killed"
     proc = subprocess.Popen([*CLI, *map(str, _train_args(corpus, killed, 12))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (killed / "last.pt").exists() and read_checkpoint(killed / "last.pt")["step"] >= 5:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
-    if proc.returncode != -signal.SIGKILL:
-        pytest.skip("the run finished before it could be killed")
-    stopped_at = read_checkpoint(killed / "last.pt")["step"]
+    stopped_at = kill_at_step(proc, killed, 5)
     assert 5 <= stopped_at < 12
     resumed = run(*_train_args(corpus, killed, 12))
     assert "resumed" in resumed.stderr

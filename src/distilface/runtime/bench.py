@@ -21,6 +21,7 @@ Timings depend on the machine and its load: ratios within one run are the compar
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -133,8 +134,6 @@ print(json.dumps({"peak_rss_mb": hwm_mb(), "after_imports_mb": before}))
 def peak_memory(runtime: str, path: Path, seconds: float = 60.0) -> dict[str, float]:
     """Peak RSS (MB) of a fresh process streaming `seconds` through `path` in `runtime`, and the
     part added by loading and running the model (peak minus the peak after imports and audio)."""
-    import os
-
     r = subprocess.run([sys.executable, "-c", _PROBE, "torch" if runtime == "torch" else "onnxruntime",
                         str(path), str(seconds)], capture_output=True, text=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)

@@ -519,14 +519,6 @@ class StreamThread:
 
 # -- latency over loopback ---------------------------------------------------------------------
 
-def _example_speech(seconds: float) -> np.ndarray:
-    """`seconds` of the bundled example clip, looped (16 kHz float32)."""
-    from distilface.audio import load_audio
-
-    clip = load_audio(Path(__file__).resolve().parent.parent / "data" / "example_en.wav")
-    return np.resize(clip, max(int(round(seconds * SAMPLE_RATE_HZ)), 1)).astype(np.float32)
-
-
 def loopback_latency(model: Any, seconds: float = 10.0, fps: float = 30.0, smooth: Any = None,
                      chunk_ms: float = 10.0, host: str = "127.0.0.1",
                      audio: np.ndarray | None = None) -> dict[str, Any]:
@@ -568,7 +560,12 @@ def loopback_latency(model: Any, seconds: float = 10.0, fps: float = 30.0, smoot
             from distilface.smoothing import EnsembleSmoothed
 
             model = EnsembleSmoothed(model, weights)
-    x = _example_speech(seconds) if audio is None else np.asarray(audio, np.float32)
+    if audio is None:
+        from distilface.audio import EXAMPLE_AUDIO, load_audio
+        from distilface.runtime.bench import looped
+
+        audio = looped(load_audio(EXAMPLE_AUDIO), max(seconds, 1 / SAMPLE_RATE_HZ))
+    x = np.asarray(audio, np.float32)
     cfg = StreamConfig(input="ws", outputs=("ws",), fps=fps, host=host, ws_port=0, chunk_ms=chunk_ms,
                        ws_queue_messages=1024)
     live = LiveStream(model, cfg)
