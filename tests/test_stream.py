@@ -65,11 +65,12 @@ def ws_url(live, path):
 
 
 class Viewer(threading.Thread):
-    """A well-behaved frames client: reads every message until the stream's end."""
+    """A well-behaved frames client: reads every message until the end of stream `until`
+    (None: the first end it sees; an earlier stream may still be ending when it connects)."""
 
-    def __init__(self, url):
+    def __init__(self, url, until=None):
         super().__init__(daemon=True)
-        self.url = url
+        self.url, self.until = url, until
         self.messages = []
         self.registered = threading.Event()  # the hello came: the server lists this viewer
         self.start()
@@ -81,7 +82,7 @@ class Viewer(threading.Thread):
                 msg = json.loads(text)
                 self.messages.append(msg)
                 self.registered.set()
-                if msg["type"] == "end":
+                if msg["type"] == "end" and self.until in (None, msg["stream"]):
                     return
 
     def frames(self, stream=0):
@@ -147,7 +148,7 @@ def test_ws_audio_equals_offline_with_stalled_and_vanishing_viewers():
         good.join(30)
         assert not good.is_alive()
         # the stream still serves: a second sender, a new viewer
-        again = Viewer(ws_url(live, "/frames"))
+        again = Viewer(ws_url(live, "/frames"), until=1)
         with connect(ws_url(live, "/audio")) as sender:
             sender.send(encode_pcm(x[:8000]))
         again.join(30)
@@ -185,7 +186,7 @@ def test_ws_oversize_and_second_sender_are_refused_server_lives_on():
         with pytest.raises(InvalidStatus, match="404"):  # unknown endpoints are refused at the handshake
             with connect(ws_url(live, "/nope")):
                 pass
-        viewer = Viewer(ws_url(live, "/frames"))
+        viewer = Viewer(ws_url(live, "/frames"), until=1)
         with connect(ws_url(live, "/audio")) as sender:
             pcm = encode_pcm(x)
             for lo in range(0, len(pcm), 4096):
