@@ -288,6 +288,18 @@ def test_eval_skips_bad_utterances_naming_them(bad, long_wav, tmp_path, caplog):
     assert row["utterances"] == real["utterances"] and np.isfinite(row["mse"])
 
 
+def test_view_and_render_refuse_clips_they_would_hold_whole(long_wav, tmp_path):
+    """view sends its clip to the page whole and render muxes it whole: over 30 min they refuse it
+    with the file named, before any server starts or frame is drawn."""
+    code = cli("view", str(long_wav), "--no-browser", "--port", "0", "--cache-dir", tmp_path / "cache")
+    assert isinstance(code, str) and code.startswith(f"distilface view: {long_wav}: 7200.0 s long, over the 1800 s"), code
+    curves = tmp_path / "c.json"
+    assert cli("animate", EXAMPLE_AUDIO, "-o", curves) == 0
+    code = cli("render", curves, long_wav, "--out", tmp_path / "render")
+    assert isinstance(code, str) and code.startswith(f"distilface render: {long_wav}: 7200.0 s long"), code
+    assert not (tmp_path / "render").exists() or not any((tmp_path / "render").iterdir())
+
+
 def test_corpus_ingest_skips_bad_files_with_a_warning(bad, long_wav, tmp_path, caplog):
     pytest.importorskip("pocketsphinx")
     folder, cases = bad

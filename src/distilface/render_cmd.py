@@ -7,6 +7,8 @@ from pathlib import Path
 from distilface.curves import load_curves
 from distilface.phones import read_phones
 
+RENDER_MAX_S = 1800.0  # the renderer mixes the clip's audio whole into the video
+
 
 def render_command(curves_path: str | Path, audio_path: str | Path, out_dir: str | Path, *,
                    phones: str | Path | None = None, max_frames: int | None = None,
@@ -16,7 +18,7 @@ def render_command(curves_path: str | Path, audio_path: str | Path, out_dir: str
 
     out = Path(out_dir)
     curves = load_curves(curves_path)
-    load_audio(audio_path)  # fail early, with the file named, on unreadable audio
+    load_audio(audio_path, max_s=RENDER_MAX_S)  # fail early, with the file named, on unreadable or huge audio
     segments = read_phones(phones) if phones else None
     paths = dict(render_animation(curves, out, audio_path=audio_path, size_px=size_px, max_frames=max_frames))
     plot = out / "lip_trajectory.png"

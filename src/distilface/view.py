@@ -54,6 +54,9 @@ MIME_TYPES = {
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
+VIEW_MAX_S = 1800.0  # longest clip `view` loads: 30 min is 58 MB of float32 in the page
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distilface" / "view"
 
@@ -108,7 +111,9 @@ class Viewer:
             self.default_model = path.stem
             self.sources[path.stem] = (path, None)
         self.clip_path = Path(cfg.audio) if cfg.audio else EXAMPLE_AUDIO
-        self.clip_audio = load_audio(self.clip_path)  # (samples,) float32 16 kHz; fails early on a bad file
+        # (samples,) float32 16 kHz, held whole and sent to the page as one WAV: fails early on a
+        # bad file and refuses clips over VIEW_MAX_S (a browser tab holds them whole, twice)
+        self.clip_audio = load_audio(self.clip_path, max_s=VIEW_MAX_S)
         self._lock = threading.Lock()  # one export / animation at a time
         self._onnx: dict[str, Path] = {}
         self._meta: dict[str, dict[str, Any]] = {}
