@@ -44,6 +44,10 @@ def test_rows_trained_with_the_right_recipe(smoke):
     assert h4["teacher2"].endswith("c0-hetero-fine-tuned/finetune/best.pt")
     h64 = json.loads((rows / "64-ms-hybrid" / "config.json").read_text())
     assert h64["student"]["future_ms"] == 64.0 and h64["loss"]["vel"] == 9.0
+    # training time: the runs' own wall time (over resumes), summed over the four runs
+    summary = json.loads((root / "out" / "experiment.json").read_text())
+    last = [json.loads(p.read_text().splitlines()[-1])["train_s"] for p in rows.rglob("history.jsonl")]
+    assert len(last) == 4 and summary["train_seconds"] == pytest.approx(sum(last))
 
 
 def test_table_figures_and_publish(smoke):

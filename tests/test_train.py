@@ -137,6 +137,9 @@ def test_train_kill_and_resume_equals_uninterrupted(corpus):
     assert "resumed" in resumed.stderr
     a, b = read_checkpoint(straight / "last.pt"), read_checkpoint(killed / "last.pt")
     assert b["step"] == 12
+    # wall time carries over the resume: it never goes back, and the rows before the kill are kept
+    seconds = [json.loads(line)["train_s"] for line in (killed / "history.jsonl").read_text().splitlines()]
+    assert len(seconds) == 12 and all(0 < x <= y for x, y in zip(seconds, seconds[1:]))
     for k in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=1e-4, atol=1e-5)
 

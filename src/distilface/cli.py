@@ -198,7 +198,7 @@ def _experiment(a: argparse.Namespace) -> None:
         from distilface.experiment import run_paper_table
 
         rows = [r.strip() for r in a.rows.split(",")] if a.rows else None
-        run_paper_table(a.out, a.scale, rows=rows, docs=a.docs)
+        run_paper_table(a.out, a.scale, rows=rows, docs=a.docs, threads=a.threads)
         print((Path(a.out) / "results.md").read_text())
     else:
         from distilface.peers import run_peers
@@ -433,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper-table: smoke = tiny corpus, a few steps (checks the machinery); full = the 20 h corpus")
     x.add_argument("--rows", default=None, help="paper-table: comma-separated row names or slugs (default: all)")
     x.add_argument("--docs", default=None, help="paper-table: also publish the table into this markdown file")
+    x.add_argument("--threads", type=int, default=None,
+                   help="paper-table: torch threads per training (default: the scale's; 1 beside other work)")
     x.add_argument("--sets", default="clean,noisy10,real", help="peers: test sets")
     x.add_argument("--max-utterances", type=int, default=50, help="peers: per test set")
     x.add_argument("--out", required=True)

@@ -176,14 +176,25 @@ def train_row(row: Row, scale: Scale, out: Path, teacher2: Path | None) -> Path:
     return train(cfg, run_dir / "finetune")
 
 
+def run_seconds(history_path: Path) -> float:
+    """Wall seconds a training run took over all its resumes (its history's last `train_s`)."""
+    from distilface.fileio import read_jsonl
+
+    rows = read_jsonl(history_path)
+    return float(rows[-1].get("train_s", 0.0)) if rows else 0.0
+
+
 def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[str] | None = None,
-                    docs: str | Path | None = None) -> dict[str, Any]:
-    """Train every row (or those named), score them together, write results.md and figures."""
+                    docs: str | Path | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Train every row (or those named), score them together, write results.md and figures.
+    threads: torch threads of each training (None: the scale's)."""
     from distilface.evaluate import evaluate
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scale = scale_preset(scale_name, out)
+    if threads:
+        scale = replace(scale, threads=threads)
     t0 = time.monotonic()
     if scale.name == "smoke":
         _prepare_smoke_data(scale)
@@ -204,7 +215,7 @@ def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[s
             continue
         log.info("row %s", row.name)
         ckpts[row.name] = train_row(row, scale, out, ckpts.get(SECOND_TEACHER))
-    train_s = time.monotonic() - t0
+    train_s = sum(run_seconds(p) for p in (out / "rows").rglob("history.jsonl"))
 
     models: dict[str, Any] = {}
     for row in chosen:
@@ -270,8 +281,9 @@ def format_results(report: dict, summary: dict, out: Path) -> str:
             f"Scale: {sc['steps']} steps per row (batch {sc['batch_chunks']} x {sc['chunk_frames']} frames at 50 fps), "
             f"fine-tuning {sc['finetune_steps']} steps, C0 = {sc['c0_channels']} channels; corpus `{sc['corpus']}`, "
             f"real set `{sc['real']}`; evaluated on {', '.join(sets)} ({report['max_utterances']} utterances "
-            f"at most per set, {report['fps']:g} fps). Training took {summary['train_seconds'] / 60:.1f} min, "
-            f"everything {summary['total_seconds'] / 60:.1f} min.", "",
+            f"at most per set, {report['fps']:g} fps). Training took {summary['train_seconds'] / 60:.1f} min "
+            f"of wall time summed over rows and resumes ({sc['threads']} torch thread(s) each); the last "
+            f"invocation {summary['total_seconds'] / 60:.1f} min, scoring included.", "",
             "PBM: % of /p b m/ frames with closed lips (in parentheses: % of the teacher's own score on the same set). "
             "Paper columns: LibriSpeech test-clean PBM, in-house PBM (% of teacher), jitter relative to its teacher's 0.0444.",
             "", *lines, "", *[f"![{k}]({Path(v).name})" for k, v in figs.items()], ""]

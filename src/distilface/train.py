@@ -352,7 +352,8 @@ def _train(cfg: TrainConfig, out: Path, ranks: Ranks) -> Path:
     sampler = ChunkSampler(train_data, cfg.student, cfg.optim.chunk_frames, cfg.seed, extra_samples=shift)
     frames_per_step = cfg.optim.batch_chunks * cfg.optim.chunk_frames
     bar = tqdm(total=cfg.optim.steps, initial=step, desc=f"train {out.name}", unit="step", disable=not ranks.main)
-    t0, audio_s = time.monotonic(), 0.0
+    # train_s in the history counts this run's wall time over resumes (read back by reports)
+    t0, audio_s, train_s0 = time.monotonic(), 0.0, (history[-1].get("train_s", 0.0) if history else 0.0)
     while step < cfg.optim.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.optim)
@@ -365,7 +366,8 @@ def _train(cfg: TrainConfig, out: Path, ranks: Ranks) -> Path:
         bar.update(1)
         if not ranks.main:  # rank 0 alone validates and writes files
             continue
-        row = {"step": step, "lr": lr_at(step - 1, cfg.optim), **logs}
+        row = {"step": step, "lr": lr_at(step - 1, cfg.optim), **logs,
+               "train_s": round(train_s0 + time.monotonic() - t0, 2)}
         if step % cfg.val_every == 0 or step == cfg.optim.steps:
             row.update(eval_step(model, val_data, val_idx, phones_of))
             if _better(row, best):
