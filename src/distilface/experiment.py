@@ -215,7 +215,8 @@ def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[s
             continue
         log.info("row %s", row.name)
         ckpts[row.name] = train_row(row, scale, out, ckpts.get(SECOND_TEACHER))
-    train_s = sum(run_seconds(p) for p in (out / "rows").rglob("history.jsonl"))
+    # the rows' own wall time over all invocations (a full table spans sessions), not this one's
+    train_s = sum(run_seconds(h) for name in ckpts for h in (out / "rows" / by_name[name].slug).rglob("history.jsonl"))
 
     models: dict[str, Any] = {}
     for row in chosen:

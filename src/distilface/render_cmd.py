@@ -7,7 +7,8 @@ from pathlib import Path
 from distilface.curves import load_curves
 from distilface.phones import read_phones
 
-RENDER_MAX_S = 1800.0  # the renderer mixes the clip's audio whole into the video
+# render decodes the clip whole to check it and draws one PNG per frame (54,000 for 30 min at 30 fps)
+RENDER_MAX_S = 1800.0
 
 
 def render_command(curves_path: str | Path, audio_path: str | Path, out_dir: str | Path, *,

@@ -54,7 +54,7 @@ MIME_TYPES = {
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
-VIEW_MAX_S = 1800.0  # longest clip `view` loads: 30 min is 58 MB of float32 in the page
+VIEW_MAX_S = 1800.0  # longest clip `view` loads: 30 min is 115 MB of float32, held here and in the page
 
 
 def default_cache_dir() -> Path:
@@ -112,7 +112,7 @@ class Viewer:
             self.sources[path.stem] = (path, None)
         self.clip_path = Path(cfg.audio) if cfg.audio else EXAMPLE_AUDIO
         # (samples,) float32 16 kHz, held whole and sent to the page as one WAV: fails early on a
-        # bad file and refuses clips over VIEW_MAX_S (a browser tab holds them whole, twice)
+        # bad file and refuses clips over VIEW_MAX_S
         self.clip_audio = load_audio(self.clip_path, max_s=VIEW_MAX_S)
         self._lock = threading.Lock()  # one export / animation at a time
         self._onnx: dict[str, Path] = {}
