@@ -80,6 +80,17 @@ def test_streaming_graph_state_is_explicit(exported):
     np.testing.assert_allclose(end_cache, whole_cache, atol=1e-5)
 
 
+def test_streaming_graph_has_no_shape_arithmetic(exported):
+    """The encoder's patch slices are constants in the graph: no If, and one Shape at most (the
+    window gather's reshape). Before, ~100 of the graph's ~200 nodes per call only computed slice
+    ends from the input's length, measured 20 % of a C0/4 call (docs/performance.md)."""
+    _, root, _ = exported
+    ops = [n.op_type for n in onnx.load(str(root / "streaming.onnx")).graph.node]
+    assert "If" not in ops and ops.count("Shape") <= 1 and ops.count("Div") == ops.count("Erf"), sorted(set(ops))
+    slices = [n for n in onnx.load(str(root / "streaming.onnx")).graph.node if n.op_type == "Slice"]
+    assert len(slices) >= sum((10, 3, 3, 3, 3, 2, 2))  # one per encoder conv tap
+
+
 def test_int8_is_smaller_and_close(exported):
     _, root, reports = exported
     for graph in ("windowed", "streaming"):

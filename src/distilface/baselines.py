@@ -371,7 +371,7 @@ class _BaselineStudent(Student):
         x = feats
         for conv in self.reduce:
             x = F.gelu(conv(x))
-        return self.fc_head(x.squeeze(-1))
+        return self.fc_head(x[..., 0])  # (N, C, 1) -> (N, C); squeeze exports as an If on the shape
 
 
 class MFCCStudent(_BaselineStudent):

@@ -228,7 +228,7 @@ class Student(nn.Module):
         x = self.reduce_norm(x.transpose(1, 2)).transpose(1, 2)
         for conv in self.reduce:
             x = F.gelu(conv(x))
-        return self.fc_head(x.squeeze(-1))
+        return self.fc_head(x[..., 0])  # (N, C, 1) -> (N, C); squeeze exports as an If on the shape
 
     def fc_head(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, C) -> the fully connected layers' feature maps, the pre-activation output and the output."""

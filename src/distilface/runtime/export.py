@@ -70,9 +70,11 @@ class _SlicedStepConv(StepConv):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C_in) -> (B, T_out, C_out)
         k, s = self.kernel_size[0], self.stride[0]
         c_out, c_in, _ = self.weight.shape
-        t_out = (x.shape[1] - k) // s + 1
-        # tap j of every output step: rows j, j + s, ..., j + s (t_out - 1); patches ordered (k, C_in)
-        patches = torch.cat([x[:, j: j + s * (t_out - 1) + 1: s] for j in range(k)], dim=2)
+        # Tap j of every output step: rows j, j + s, ... up to T - (k - 1 - j), exclusive: that
+        # range holds ceil((T - k + 1) / s) = t_out rows for every j. Ends counted from the back
+        # keep the slices constant in the graph; computed from T, they cost ~100 shape-arithmetic
+        # nodes per call (Shape, Gather, Sub, Div, Unsqueeze), half the streaming graph's nodes.
+        patches = torch.cat([x[:, j: (j - (k - 1)) or None: s] for j in range(k)], dim=2)  # (k, C_in) order
         out = patches @ self.weight.permute(0, 2, 1).reshape(c_out, k * c_in).t()
         return out if self.bias is None else out + self.bias
 
