@@ -133,13 +133,18 @@ def test_train_kill_and_resume_equals_uninterrupted(corpus):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stopped_at = kill_at_step(proc, killed, 5)
     assert 5 <= stopped_at < 12
-    resumed = run(*_train_args(corpus, killed, 12))
+    refused = run(*_train_args(corpus, killed, 12, "optim.lr=0.01"), check=False)
+    assert refused.returncode != 0 and "differs in optim" in refused.stderr
+    # the thread count may change on resume (a run started beside other work goes on with all cores)
+    resumed = run(*_train_args(corpus, killed, 12, "threads=2"))
     assert "resumed" in resumed.stderr
     a, b = read_checkpoint(straight / "last.pt"), read_checkpoint(killed / "last.pt")
     assert b["step"] == 12
     # wall time carries over the resume: it never goes back, and the rows before the kill are kept
-    seconds = [json.loads(line)["train_s"] for line in (killed / "history.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (killed / "history.jsonl").read_text().splitlines()]
+    seconds = [h["train_s"] for h in rows]
     assert len(seconds) == 12 and all(0 < x <= y for x, y in zip(seconds, seconds[1:]))
+    assert [h["threads"] for h in rows] == [1] * stopped_at + [2] * (12 - stopped_at)
     for k in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=1e-4, atol=1e-5)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from distilface.fileio import atomic_write, read_json, write_json
+from distilface.fileio import atomic_write, read_json, read_jsonl, write_json
 from distilface.smoothing import DEFAULT_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,6 @@ def train_row(row: Row, scale: Scale, out: Path, teacher2: Path | None) -> Path:
 
 def run_seconds(history_path: Path) -> float:
     """Wall seconds a training run took over all its resumes (its history's last `train_s`)."""
-    from distilface.fileio import read_jsonl
 
     rows = read_jsonl(history_path)
     return float(rows[-1].get("train_s", 0.0)) if rows else 0.0
@@ -216,7 +215,10 @@ def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[s
         log.info("row %s", row.name)
         ckpts[row.name] = train_row(row, scale, out, ckpts.get(SECOND_TEACHER))
     # the rows' own wall time over all invocations (a full table spans sessions), not this one's
-    train_s = sum(run_seconds(h) for name in ckpts for h in (out / "rows" / by_name[name].slug).rglob("history.jsonl"))
+    histories = [h for name in ckpts for h in (out / "rows" / by_name[name].slug).rglob("history.jsonl")]
+    train_s = sum(run_seconds(h) for h in histories)
+    # rows written before history recorded threads count as "unrecorded", not as today's setting
+    threads_used = sorted({str(row.get("threads", "unrecorded")) for h in histories for row in read_jsonl(h)})
 
     models: dict[str, Any] = {}
     for row in chosen:
@@ -228,7 +230,7 @@ def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[s
             models[row.name] = str(ckpts[row.name])
     report = evaluate(models, out / "eval", test_sets=scale.eval_sets, max_utterances=scale.max_utterances,
                       corpus=scale.corpus, real=scale.real, timing_runs=scale.timing_runs, progress=True)
-    summary = {"scale": scale.__dict__, "rows": [r.name for r in chosen], "train_seconds": train_s,
+    summary = {"scale": scale.__dict__, "rows": [r.name for r in chosen], "train_seconds": train_s, "threads_used": threads_used,
                "total_seconds": time.monotonic() - t0, "checkpoints": {k: str(v) for k, v in ckpts.items()}}
     write_json(out / "experiment.json", summary)
     md = format_results(report, summary, out)
@@ -283,7 +285,8 @@ def format_results(report: dict, summary: dict, out: Path) -> str:
             f"fine-tuning {sc['finetune_steps']} steps, C0 = {sc['c0_channels']} channels; corpus `{sc['corpus']}`, "
             f"real set `{sc['real']}`; evaluated on {', '.join(sets)} ({report['max_utterances']} utterances "
             f"at most per set, {report['fps']:g} fps). Training took {summary['train_seconds'] / 60:.1f} min "
-            f"of wall time summed over rows and resumes ({sc['threads']} torch thread(s) each); the last "
+            f"of wall time summed over rows and resumes (torch threads per training: "
+            f"{' or '.join(summary.get('threads_used') or [str(sc['threads'])])}); the last "
             f"invocation {summary['total_seconds'] / 60:.1f} min, scoring included.", "",
             "PBM: % of /p b m/ frames with closed lips (in parentheses: % of the teacher's own score on the same set). "
             "Paper columns: LibriSpeech test-clean PBM, in-house PBM (% of teacher), jitter relative to its teacher's 0.0444.",

@@ -283,6 +283,12 @@ def _better(a: dict, b: dict | None) -> bool:
 
 
 # -- loop ---------------------------------------------------------------------------------------
+# Config fields a resumed run may take new values of: they change how fast it runs, not what it
+# computes (up to the order of float sums). A run started beside other work on one thread can
+# go on with all cores; every history row records the threads it ran on.
+RESUME_MAY_CHANGE = ("threads",)
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, device: str = "cpu") -> Path:
     """Train into `out_dir`, resuming the run there; returns the best checkpoint's path. Under
     torchrun this process is one rank of a data-parallel run (device "cuda": GPU LOCAL_RANK)."""
@@ -301,8 +307,9 @@ def _train(cfg: TrainConfig, out: Path, ranks: Ranks) -> Path:
     if (out / "config.json").exists():
         # a run saved before a config field existed took that field's default: rebuild, then compare
         stored = config_dict(_build(TrainConfig, read_json(out / "config.json"), str(out / "config.json")))
-        if stored != config_dict(cfg):
-            changed = sorted(k for k in config_dict(cfg) if stored.get(k) != config_dict(cfg)[k])
+        now = config_dict(cfg)
+        changed = sorted(k for k in now if stored.get(k) != now[k] and k not in RESUME_MAY_CHANGE)
+        if changed:
             raise ValueError(f"{out}: holds a run with another config (differs in {', '.join(changed)}); "
                              "use a new folder")
     if ranks.main:
@@ -367,7 +374,7 @@ def _train(cfg: TrainConfig, out: Path, ranks: Ranks) -> Path:
         if not ranks.main:  # rank 0 alone validates and writes files
             continue
         row = {"step": step, "lr": lr_at(step - 1, cfg.optim), **logs,
-               "train_s": round(train_s0 + time.monotonic() - t0, 2)}
+               "train_s": round(train_s0 + time.monotonic() - t0, 2), "threads": cfg.threads}
         if step % cfg.val_every == 0 or step == cfg.optim.steps:
             row.update(eval_step(model, val_data, val_idx, phones_of))
             if _better(row, best):
