@@ -178,7 +178,6 @@ def train_row(row: Row, scale: Scale, out: Path, teacher2: Path | None) -> Path:
 
 def run_seconds(history_path: Path) -> float:
     """Wall seconds a training run took over all its resumes (its history's last `train_s`)."""
-
     rows = read_jsonl(history_path)
     return float(rows[-1].get("train_s", 0.0)) if rows else 0.0
 
@@ -230,8 +229,8 @@ def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[s
             models[row.name] = str(ckpts[row.name])
     report = evaluate(models, out / "eval", test_sets=scale.eval_sets, max_utterances=scale.max_utterances,
                       corpus=scale.corpus, real=scale.real, timing_runs=scale.timing_runs, progress=True)
-    summary = {"scale": scale.__dict__, "rows": [r.name for r in chosen], "train_seconds": train_s, "threads_used": threads_used,
-               "total_seconds": time.monotonic() - t0, "checkpoints": {k: str(v) for k, v in ckpts.items()}}
+    summary = {"scale": scale.__dict__, "rows": [r.name for r in chosen], "train_seconds": train_s,
+               "threads_used": threads_used, "total_seconds": time.monotonic() - t0, "checkpoints": {k: str(v) for k, v in ckpts.items()}}
     write_json(out / "experiment.json", summary)
     md = format_results(report, summary, out)
     with atomic_write(out / "results.md", "w") as f:
