@@ -103,7 +103,7 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-# The kill lands at a seeded step in 2..7, and the run goes on to 24: a tiny step takes ~40 ms, so
+# The kill lands at a seeded step in 2..6, and the run goes on to 24: a tiny step takes ~40 ms, so
 # with 8 steps a late poll (a loaded CI machine) found the run already done and waiting to exit.
 KILL_STEPS = 24
 

@@ -72,8 +72,8 @@ class _SlicedStepConv(StepConv):
         c_out, c_in, _ = self.weight.shape
         # Tap j of every output step: rows j, j + s, ... up to T - (k - 1 - j), exclusive: that
         # range holds ceil((T - k + 1) / s) = t_out rows for every j. Ends counted from the back
-        # keep the slices constant in the graph; computed from T, they cost ~100 shape-arithmetic
-        # nodes per call (Shape, Gather, Sub, Div, Unsqueeze), half the streaming graph's nodes.
+        # keep the slices constant in the graph; computed from T, they cost shape-arithmetic nodes
+        # (Shape, Gather, Sub, Div, Unsqueeze): with the squeeze's If, 137 of C0/4's 288.
         patches = torch.cat([x[:, j: (j - (k - 1)) or None: s] for j in range(k)], dim=2)  # (k, C_in) order
         out = patches @ self.weight.permute(0, 2, 1).reshape(c_out, k * c_in).t()
         return out if self.bias is None else out + self.bias
