@@ -65,3 +65,26 @@ def test_table_figures_and_publish(smoke):
     text = docs.read_text()
     assert text.startswith("# Results\n\nhand-written part") and PUBLISH_BEGIN in text and PUBLISH_END in text
     assert (docs.parent / "figures" / "paper-table-pbm-vs-future.png").exists()
+
+
+def test_given_second_teacher_and_parallel_jobs(smoke, tmp_path):
+    """--teacher2: hybrid rows learn from the given student and the C0 row is not trained;
+    --jobs 2 trains the rows in two processes; --steps overrides the scale's."""
+    import shutil
+
+    root, _ = smoke
+    out = tmp_path / "out"
+    shutil.copytree(root / "out" / "data", out / "data")  # the smoke corpus and labels, not rebuilt
+    teacher2 = root / "out" / "rows" / "c0-hetero-fine-tuned" / "best.pt"
+    proc = subprocess.run([sys.executable, "-m", "distilface.cli", "experiment", "paper-table", "--scale", "smoke",
+                           "--rows", "c0-4-hetero,c0-4-hybrid", "--teacher2", str(teacher2), "--jobs", "2",
+                           "--steps", "4", "--out", str(out)], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (out / "rows").iterdir()) == ["c0-4-hetero", "c0-4-hybrid"]
+    hybrid = json.loads((out / "rows" / "c0-4-hybrid" / "config.json").read_text())
+    assert hybrid["teacher2"] == str(teacher2) and hybrid["optim"]["steps"] == 4
+    for row in ("c0-4-hetero", "c0-4-hybrid"):
+        history = (out / "rows" / row / "history.jsonl").read_text().splitlines()
+        assert json.loads(history[-1])["step"] == 4
+    md = (out / "results.md").read_text()
+    assert "`best` (given with --teacher2, not the C0 row)" in md and "4 steps per row" in md

@@ -198,7 +198,8 @@ def _experiment(a: argparse.Namespace) -> None:
         from distilface.experiment import run_paper_table
 
         rows = [r.strip() for r in a.rows.split(",")] if a.rows else None
-        run_paper_table(a.out, a.scale, rows=rows, docs=a.docs, threads=a.threads)
+        run_paper_table(a.out, a.scale, rows=rows, docs=a.docs, threads=a.threads, steps=a.steps,
+                        teacher2=a.teacher2, jobs=a.jobs)
         print((Path(a.out) / "results.md").read_text())
     else:
         from distilface.peers import run_peers
@@ -435,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--docs", default=None, help="paper-table: also publish the table into this markdown file")
     x.add_argument("--threads", type=int, default=None,
                    help="paper-table: torch threads per training (default: the scale's; 1 beside other work)")
+    x.add_argument("--steps", type=int, default=None, help="paper-table: steps per hetero / hybrid row (default: the scale's)")
+    x.add_argument("--teacher2", default=None, metavar="MODEL",
+                   help="paper-table: hybrid rows learn from this shipped model or checkpoint instead of the C0 row")
+    x.add_argument("--jobs", type=int, default=1, help="paper-table: rows trained at once (each with --threads)")
     x.add_argument("--sets", default="clean,noisy10,real", help="peers: test sets")
     x.add_argument("--max-utterances", type=int, default=50, help="peers: per test set")
     x.add_argument("--out", required=True)

@@ -4,10 +4,11 @@ Rows (paper Table 2): the teacher; the MFCC and frozen-front-end baselines witho
 on the small real set, labelled through forced alignment) and with KD (the pseudo-labelled corpus);
 C0 (hetero, fine-tuned on real speech); C0/2 and C0/4 hetero and hybrid; 128 ms and 64 ms hetero
 and hybrid (C0 width); C0/2 + 64 ms hetero and hybrid; the 64 ms hybrids also smoothed. Hybrid rows
-learn from the fine-tuned C0 as second teacher. 64 ms rows use the paper's velocity weight 9.
+learn from the fine-tuned C0 as second teacher (or, with `--teacher2`, from a given student, when
+C0 cannot be trained far enough here). 64 ms rows use the paper's velocity weight 9.
 
 Every row trains into `<out>/rows/<row>/` with `distilface.train` (resumable: run the same command
-again after a kill), then all rows are scored together by `distilface.evaluate` into `<out>/eval/`,
+again after a kill; `--jobs N` trains N rows at once), then all rows are scored together by `distilface.evaluate` into `<out>/eval/`,
 and `<out>/results.md` puts our table beside the paper's numbers, with figures of PBM vs memory and
 PBM vs future context. `--scale smoke` builds a tiny corpus and trains a few steps per row: it checks
 the machinery in minutes, its numbers mean nothing. `--scale full` uses the 20 h corpus.
@@ -114,6 +115,9 @@ class Scale:
     timing_runs: int = 50
     threads: int = 2
     extra_overrides: tuple[str, ...] = field(default_factory=tuple)
+    # hybrid rows' second teacher: None = the C0 row (the paper); else a shipped model or checkpoint,
+    # for when this machine cannot train C0 far enough in the time it has (docs/results.md)
+    teacher2: str | None = None
 
 
 def scale_preset(name: str, out: Path) -> Scale:
@@ -182,17 +186,42 @@ def run_seconds(history_path: Path) -> float:
     return float(rows[-1].get("train_s", 0.0)) if rows else 0.0
 
 
+def _train_rows(rows: list[Row], scale: Scale, out: Path, teacher2: Path | None, jobs: int) -> dict[str, Path]:
+    """Train rows one after another, or `jobs` at a time in spawned processes (each with the
+    scale's torch threads): the rows are independent once their second teacher exists."""
+    if jobs <= 1 or len(rows) <= 1:
+        ckpts = {}
+        for row in rows:
+            log.info("row %s", row.name)
+            ckpts[row.name] = train_row(row, scale, out, teacher2)
+        return ckpts
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {row.name: pool.submit(train_row, row, scale, out, teacher2) for row in rows}
+        return {name: f.result() for name, f in futures.items()}
+
+
 def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[str] | None = None,
-                    docs: str | Path | None = None, threads: int | None = None) -> dict[str, Any]:
+                    docs: str | Path | None = None, threads: int | None = None, steps: int | None = None,
+                    teacher2: str | None = None, jobs: int = 1) -> dict[str, Any]:
     """Train every row (or those named), score them together, write results.md and figures.
-    threads: torch threads of each training (None: the scale's)."""
+    threads: torch threads of each training (None: the scale's); steps: per hetero / hybrid row
+    (None: the scale's); teacher2: a shipped model or checkpoint that hybrid rows learn from instead
+    of the C0 row; jobs: trainings at once."""
     from distilface.evaluate import evaluate
+    from distilface.models import resolve_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scale = scale_preset(scale_name, out)
     if threads:
         scale = replace(scale, threads=threads)
+    if steps:
+        scale = replace(scale, steps=steps)
+    if teacher2:
+        scale = replace(scale, teacher2=str(resolve_model(teacher2)))
     t0 = time.monotonic()
     if scale.name == "smoke":
         _prepare_smoke_data(scale)
@@ -203,16 +232,18 @@ def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[s
     by_name = {r.name: r for r in ROWS}
     # the second teacher and the rows smoothed ones reuse are trained first
     needed = {r.smoothed_from for r in chosen if r.smoothed_from}
-    if any(r.stage == "hybrid" for r in chosen) or any(by_name[n].stage == "hybrid" for n in needed):
-        needed.add(SECOND_TEACHER)
-    order = [by_name[n] for n in (SECOND_TEACHER, *sorted(needed - {SECOND_TEACHER})) if n in needed]
-    order += [r for r in chosen if r not in order]
+    hybrid = any(r.stage == "hybrid" for r in chosen) or any(by_name[n].stage == "hybrid" for n in needed)
     ckpts: dict[str, Path] = {}
-    for row in order:
-        if row.stage == "teacher" or row.smoothed_from:
-            continue
-        log.info("row %s", row.name)
-        ckpts[row.name] = train_row(row, scale, out, ckpts.get(SECOND_TEACHER))
+    second = Path(scale.teacher2) if scale.teacher2 else None
+    if hybrid and second is None:
+        ckpts[SECOND_TEACHER] = train_row(by_name[SECOND_TEACHER], scale, out, None)
+        second = ckpts[SECOND_TEACHER]
+    todo = [r for r in ROWS if (r in chosen or r.name in needed) and r.name not in ckpts
+            and r.stage != "teacher" and not r.smoothed_from]
+    # longest first, so that parallel jobs finish together: wide before narrow, hybrid (which also
+    # runs its second teacher) before hetero, the cheap baselines last
+    todo.sort(key=lambda r: (r.arch != "conv", r.divisor, r.stage != "hybrid"))
+    ckpts.update(_train_rows(todo, scale, out, second, jobs))
     # the rows' own wall time over all invocations (a full table spans sessions), not this one's
     histories = [h for name in ckpts for h in (out / "rows" / by_name[name].slug).rglob("history.jsonl")]
     train_s = sum(run_seconds(h) for h in histories)
@@ -252,6 +283,12 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
+def _teacher2_text(path: str | None) -> str:
+    if not path:
+        return "the C0 row, fine-tuned (as in the paper)"
+    return f"`{Path(path).stem}` (given with --teacher2, not the C0 row)"
+
+
 def format_results(report: dict, summary: dict, out: Path) -> str:
     sets = [s for s in report["test_sets"] if report["test_sets"][s]["status"] == "ok"]
     main = "clean" if "clean" in sets else sets[0]
@@ -281,7 +318,8 @@ def format_results(report: dict, summary: dict, out: Path) -> str:
     figs = plot_results(report, summary, out)
     text = [f"# Paper Table 2 on our data ({sc['name']} scale)", "",
             f"Scale: {sc['steps']} steps per row (batch {sc['batch_chunks']} x {sc['chunk_frames']} frames at 50 fps), "
-            f"fine-tuning {sc['finetune_steps']} steps, C0 = {sc['c0_channels']} channels; corpus `{sc['corpus']}`, "
+            f"fine-tuning {sc['finetune_steps']} steps, C0 = {sc['c0_channels']} channels; hybrid rows' second "
+            f"teacher: {_teacher2_text(sc.get('teacher2'))}; corpus `{sc['corpus']}`, "
             f"real set `{sc['real']}`; evaluated on {', '.join(sets)} ({report['max_utterances']} utterances "
             f"at most per set, {report['fps']:g} fps). Training took {summary['train_seconds'] / 60:.1f} min "
             f"of wall time summed over rows and resumes (torch threads per training: "
