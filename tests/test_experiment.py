@@ -61,6 +61,8 @@ def test_table_figures_and_publish(smoke):
     for name in ("C0/4 hybrid", "64 ms hybrid, smoothed"):
         line = next(l for l in md.splitlines() if l.startswith(f"| {name} |"))
         assert str(PAPER_TABLE2[name]["clean"]) in line  # the paper's number beside ours
+    not_run = next(l for l in md.splitlines() if l.startswith("Not run in this table: "))
+    assert "C0/2 hybrid" in not_run and "C0/4 hybrid" not in not_run and not_run.count(";") == len(ROWS) - 5
     assert (root / "out" / "pbm-vs-memory.png").stat().st_size > 5000
     text = docs.read_text()
     assert text.startswith("# Results\n\nhand-written part") and PUBLISH_BEGIN in text and PUBLISH_END in text

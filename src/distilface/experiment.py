@@ -289,6 +289,12 @@ def _teacher2_text(path: str | None) -> str:
     return f"`{Path(path).stem}` (given with --teacher2, not the C0 row)"
 
 
+def _not_run(rows: list[str]) -> list[str]:
+    """A line naming the paper's rows this table leaves out, so that a partial table says so."""
+    missing = [r.name for r in ROWS if r.name not in rows]
+    return [f"Not run in this table: {'; '.join(missing)}.", ""] if missing else []
+
+
 def format_results(report: dict, summary: dict, out: Path) -> str:
     sets = [s for s in report["test_sets"] if report["test_sets"][s]["status"] == "ok"]
     main = "clean" if "clean" in sets else sets[0]
@@ -327,7 +333,7 @@ def format_results(report: dict, summary: dict, out: Path) -> str:
             f"invocation {summary['total_seconds'] / 60:.1f} min, scoring included.", "",
             "PBM: % of /p b m/ frames with closed lips (in parentheses: % of the teacher's own score on the same set). "
             "Paper columns: LibriSpeech test-clean PBM, in-house PBM (% of teacher), jitter relative to its teacher's 0.0444.",
-            "", *lines, "", *[f"![{k}]({Path(v).name})" for k, v in figs.items()], ""]
+            "", *lines, "", *_not_run(summary["rows"]), *[f"![{k}]({Path(v).name})" for k, v in figs.items()], ""]
     return "\n".join(text)
 
 
