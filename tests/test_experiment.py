@@ -89,4 +89,5 @@ def test_given_second_teacher_and_parallel_jobs(smoke, tmp_path):
         history = (out / "rows" / row / "history.jsonl").read_text().splitlines()
         assert json.loads(history[-1])["step"] == 4
     md = (out / "results.md").read_text()
-    assert "`best` (given with --teacher2, not the C0 row)" in md and "4 steps per row" in md
+    assert f"`{teacher2}` (given with --teacher2, not the C0 row)" in md and "4 steps per row" in md
+    assert "on cpu, 2 at once" in md

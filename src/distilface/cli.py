@@ -199,7 +199,7 @@ def _experiment(a: argparse.Namespace) -> None:
 
         rows = [r.strip() for r in a.rows.split(",")] if a.rows else None
         run_paper_table(a.out, a.scale, rows=rows, docs=a.docs, threads=a.threads, steps=a.steps,
-                        teacher2=a.teacher2, jobs=a.jobs)
+                        teacher2=a.teacher2, jobs=a.jobs, device=a.device)
         print((Path(a.out) / "results.md").read_text())
     else:
         from distilface.peers import run_peers
@@ -440,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--teacher2", default=None, metavar="MODEL",
                    help="paper-table: hybrid rows learn from this shipped model or checkpoint instead of the C0 row")
     x.add_argument("--jobs", type=int, default=1, help="paper-table: rows trained at once (each with --threads)")
+    x.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="paper-table: where the rows train (cuda: a GPU; scoring stays on the CPU)")
     x.add_argument("--sets", default="clean,noisy10,real", help="peers: test sets")
     x.add_argument("--max-utterances", type=int, default=50, help="peers: per test set")
     x.add_argument("--out", required=True)

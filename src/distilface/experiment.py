@@ -165,19 +165,19 @@ def _overrides(row: Row, scale: Scale, real: bool, teacher2: Path | None) -> lis
     return o + list(scale.extra_overrides)
 
 
-def train_row(row: Row, scale: Scale, out: Path, teacher2: Path | None) -> Path:
-    """Train (or resume) one row; returns its final checkpoint."""
+def train_row(row: Row, scale: Scale, out: Path, teacher2: Path | None, device: str = "cpu") -> Path:
+    """Train (or resume) one row on `device` (cpu | cuda); returns its final checkpoint."""
     from distilface.train import load_config, train
 
     run_dir = out / "rows" / row.slug
-    best = train(load_config(None, _overrides(row, scale, row.data == "real", teacher2)), run_dir)
+    best = train(load_config(None, _overrides(row, scale, row.data == "real", teacher2)), run_dir, device)
     if not row.finetune:
         return best
     ft = [f'stage="finetune"', f'init="{best}"', f"optim.steps={scale.finetune_steps}", "optim.lr=2e-4",
           f"optim.warmup_steps={min(50, scale.finetune_steps)}",
           f"val_every={max(scale.finetune_steps // 3, 1)}"]
     cfg = load_config(None, _overrides(row, scale, True, teacher2) + ft)
-    return train(cfg, run_dir / "finetune")
+    return train(cfg, run_dir / "finetune", device)
 
 
 def run_seconds(history_path: Path) -> float:
@@ -186,30 +186,31 @@ def run_seconds(history_path: Path) -> float:
     return float(rows[-1].get("train_s", 0.0)) if rows else 0.0
 
 
-def _train_rows(rows: list[Row], scale: Scale, out: Path, teacher2: Path | None, jobs: int) -> dict[str, Path]:
+def _train_rows(rows: list[Row], scale: Scale, out: Path, teacher2: Path | None, jobs: int,
+                device: str) -> dict[str, Path]:
     """Train rows one after another, or `jobs` at a time in spawned processes (each with the
     scale's torch threads): the rows are independent once their second teacher exists."""
     if jobs <= 1 or len(rows) <= 1:
         ckpts = {}
         for row in rows:
             log.info("row %s", row.name)
-            ckpts[row.name] = train_row(row, scale, out, teacher2)
+            ckpts[row.name] = train_row(row, scale, out, teacher2, device)
         return ckpts
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {row.name: pool.submit(train_row, row, scale, out, teacher2) for row in rows}
+        futures = {row.name: pool.submit(train_row, row, scale, out, teacher2, device) for row in rows}
         return {name: f.result() for name, f in futures.items()}
 
 
 def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[str] | None = None,
                     docs: str | Path | None = None, threads: int | None = None, steps: int | None = None,
-                    teacher2: str | None = None, jobs: int = 1) -> dict[str, Any]:
+                    teacher2: str | None = None, jobs: int = 1, device: str = "cpu") -> dict[str, Any]:
     """Train every row (or those named), score them together, write results.md and figures.
     threads: torch threads of each training (None: the scale's); steps: per hetero / hybrid row
     (None: the scale's); teacher2: a shipped model or checkpoint that hybrid rows learn from instead
-    of the C0 row; jobs: trainings at once."""
+    of the C0 row; jobs: trainings at once; device: where rows train (scoring is on the CPU)."""
     from distilface.evaluate import evaluate
     from distilface.models import resolve_model
 
@@ -236,14 +237,14 @@ def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[s
     ckpts: dict[str, Path] = {}
     second = Path(scale.teacher2) if scale.teacher2 else None
     if hybrid and second is None:
-        ckpts[SECOND_TEACHER] = train_row(by_name[SECOND_TEACHER], scale, out, None)
+        ckpts[SECOND_TEACHER] = train_row(by_name[SECOND_TEACHER], scale, out, None, device)
         second = ckpts[SECOND_TEACHER]
     todo = [r for r in ROWS if (r in chosen or r.name in needed) and r.name not in ckpts
             and r.stage != "teacher" and not r.smoothed_from]
     # longest first, so that parallel jobs finish together: wide before narrow, hybrid (which also
     # runs its second teacher) before hetero, the cheap baselines last
     todo.sort(key=lambda r: (r.arch != "conv", r.divisor, r.stage != "hybrid"))
-    ckpts.update(_train_rows(todo, scale, out, second, jobs))
+    ckpts.update(_train_rows(todo, scale, out, second, jobs, device))
     # the rows' own wall time over all invocations (a full table spans sessions), not this one's
     histories = [h for name in ckpts for h in (out / "rows" / by_name[name].slug).rglob("history.jsonl")]
     train_s = sum(run_seconds(h) for h in histories)
@@ -261,7 +262,7 @@ def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[s
     report = evaluate(models, out / "eval", test_sets=scale.eval_sets, max_utterances=scale.max_utterances,
                       corpus=scale.corpus, real=scale.real, timing_runs=scale.timing_runs, progress=True)
     summary = {"scale": scale.__dict__, "rows": [r.name for r in chosen], "train_seconds": train_s,
-               "threads_used": threads_used, "total_seconds": time.monotonic() - t0, "checkpoints": {k: str(v) for k, v in ckpts.items()}}
+               "threads_used": threads_used, "device": device, "jobs": jobs, "total_seconds": time.monotonic() - t0, "checkpoints": {k: str(v) for k, v in ckpts.items()}}
     write_json(out / "experiment.json", summary)
     md = format_results(report, summary, out)
     with atomic_write(out / "results.md", "w") as f:
@@ -286,7 +287,10 @@ def _pct(v) -> str:
 def _teacher2_text(path: str | None) -> str:
     if not path:
         return "the C0 row, fine-tuned (as in the paper)"
-    return f"`{Path(path).stem}` (given with --teacher2, not the C0 row)"
+    from distilface.models import MODELS_DIR
+
+    shipped = Path(path).resolve().parent == MODELS_DIR.resolve()
+    return f"`{Path(path).stem if shipped else path}` (given with --teacher2, not the C0 row)"
 
 
 def _not_run(rows: list[str]) -> list[str]:
@@ -329,7 +333,8 @@ def format_results(report: dict, summary: dict, out: Path) -> str:
             f"real set `{sc['real']}`; evaluated on {', '.join(sets)} ({report['max_utterances']} utterances "
             f"at most per set, {report['fps']:g} fps). Training took {summary['train_seconds'] / 60:.1f} min "
             f"of wall time summed over rows and resumes (torch threads per training: "
-            f"{' or '.join(summary.get('threads_used') or [str(sc['threads'])])}); the last "
+            f"{' or '.join(summary.get('threads_used') or [str(sc['threads'])])}, on {summary.get('device', 'cpu')}, "
+            f"{summary.get('jobs', 1)} at once); the last "
             f"invocation {summary['total_seconds'] / 60:.1f} min, scoring included.", "",
             "PBM: % of /p b m/ frames with closed lips (in parentheses: % of the teacher's own score on the same set). "
             "Paper columns: LibriSpeech test-clean PBM, in-house PBM (% of teacher), jitter relative to its teacher's 0.0444.",
