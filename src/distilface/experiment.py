@@ -287,10 +287,12 @@ def _pct(v) -> str:
 def _teacher2_text(path: str | None) -> str:
     if not path:
         return "the C0 row, fine-tuned (as in the paper)"
-    from distilface.models import MODELS_DIR
+    from distilface.models import registry
 
-    shipped = Path(path).resolve().parent == MODELS_DIR.resolve()
-    return f"`{Path(path).stem if shipped else path}` (given with --teacher2, not the C0 row)"
+    # a shipped model by its name (its path depends on where the package was installed)
+    files = {e["file"]: name for name, e in registry()["models"].items()}
+    shown = files.get(Path(path).name, path)
+    return f"`{shown}` (given with --teacher2, not the C0 row)"
 
 
 def _not_run(rows: list[str]) -> list[str]:
@@ -336,7 +338,7 @@ def format_results(report: dict, summary: dict, out: Path) -> str:
             f"{' or '.join(summary.get('threads_used') or [str(sc['threads'])])}, on {summary.get('device', 'cpu')}, "
             f"{summary.get('jobs', 1)} at once); the last "
             f"invocation {summary['total_seconds'] / 60:.1f} min, scoring included.", "",
-            "PBM: % of /p b m/ frames with closed lips (in parentheses: % of the teacher's own score on the same set). "
+            "PBM: % of /p b m/ phones whose lips close (docs/metrics.md; in parentheses: % of the teacher's own score on the same set). "
             "Paper columns: LibriSpeech test-clean PBM, in-house PBM (% of teacher), jitter relative to its teacher's 0.0444.",
             "", *lines, "", *_not_run(summary["rows"]), *[f"![{k}]({Path(v).name})" for k, v in figs.items()], ""]
     return "\n".join(text)
