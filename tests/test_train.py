@@ -15,7 +15,7 @@ import torch
 from distilface.checkpoint import load_student, read_checkpoint
 from distilface.dataset import ChunkSampler, PackedSplit
 from distilface.student import StudentConfig
-from distilface.train import distill_losses, feature_losses, load_config, lr_at, teacher2_shift
+from distilface.train import LossWeights, distill_losses, feat_scale, feature_losses, load_config, lr_at, teacher2_shift
 
 from test_cli import CLI, run  # the real CLI in a subprocess, failing with its stderr
 
@@ -69,6 +69,13 @@ def test_lr_schedule_and_config_overrides(tmp_path):
     assert lr_at(100, cfg.optim) == pytest.approx(cfg.optim.min_lr)
     with pytest.raises(ValueError, match="optim.steps"):
         load_config(None, ['optim.steps="many"'])
+
+
+def test_feature_term_delay_and_ramp():
+    assert [feat_scale(s, LossWeights()) for s in (0, 5)] == [1.0, 1.0]  # the paper: on from the start
+    w = LossWeights(feat_from_step=3, feat_ramp_steps=4)
+    assert [feat_scale(s, w) for s in range(9)] == [0, 0, 0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert [feat_scale(s, LossWeights(feat_from_step=2)) for s in range(4)] == [0, 0, 1.0, 1.0]
 
 
 def test_teacher2_shift_and_checks():
@@ -166,5 +173,14 @@ def test_hybrid_predictive_and_downscaling(corpus):
     assert ckpt["train_config"]["teacher2"] == str(teacher2)
     after = read_checkpoint(teacher2)["state_dict"]
     assert all(torch.equal(before[k], after[k]) for k in before)  # teacher2 stays frozen
+    # the feature term delayed by 2 steps, then ramped over 2: steps 1-2 train on the labels alone
+    # (teacher2 not run), step 3 at half weight, step 4 at full
+    late = corpus / "hybrid-late"
+    run(*_train_args(corpus, late, 4, "loss.feat=1.0", "loss.feat_from_step=2", "loss.feat_ramp_steps=2"),
+        "--stage", "hybrid", "--teacher2", teacher2)
+    hist = [json.loads(line) for line in (late / "history.jsonl").read_text().splitlines()]
+    assert ["feat" in h for h in hist] == [False, False, True, True]
+    for h, scale in zip(hist, (0.0, 0.0, 0.5, 1.0)):
+        assert h["loss"] == pytest.approx(h["rec"] + h["vel"] + scale * h.get("feat", 0.0), rel=1e-5)
     bad = run(*_train_args(corpus, corpus / "bad", 2), "--stage", "hybrid", check=False)
     assert bad.returncode != 0 and "teacher2" in bad.stderr.strip().splitlines()[-1]

@@ -60,6 +60,12 @@ class LossWeights:
     acc: float = 0.0  # beyond the paper: acceleration, like vel one difference further
     feat: float = 0.0  # hybrid: feature loss against teacher2 (paper eq. 6)
     feat_vel: float = 0.0  # hybrid, beyond the paper: frame-to-frame change of the features
+    # Beyond the paper: the feature terms (feat, feat_vel) are off before step `feat_from_step`,
+    # then their weights grow linearly to full over `feat_ramp_steps`. A raw-audio student sits
+    # on the average mouth for its first ~1000 steps; a full feature term from step 0 kept
+    # C0/2 there for all 2000 steps of the paper table (docs/results.md).
+    feat_from_step: int = 0
+    feat_ramp_steps: int = 0
 
 
 @dataclass
@@ -199,6 +205,14 @@ def teacher2_shift(student: StudentConfig, teacher2: StudentConfig) -> int:
     return teacher2.future_samples - student.future_samples
 
 
+def feat_scale(step: int, w: LossWeights) -> float:
+    """Multiplier of the feature weights at `step` (0-based): 0 before feat_from_step, then a
+    linear ramp reaching 1 after feat_ramp_steps steps."""
+    if step < w.feat_from_step:
+        return 0.0
+    return min(1.0, (step - w.feat_from_step + 1) / w.feat_ramp_steps) if w.feat_ramp_steps > 0 else 1.0
+
+
 def lr_at(step: int, o: OptimConfig) -> float:
     if step < o.warmup_steps:
         return o.lr * (step + 1) / o.warmup_steps
@@ -231,20 +245,22 @@ def _gap_weights(model: Student) -> torch.Tensor:
 
 def train_step(model: Student, opt: torch.optim.Optimizer, audio: torch.Tensor, target: torch.Tensor,
                cfg: TrainConfig, teacher2: Student | None = None, shift: int = 0,
-               forward: Any = None) -> dict[str, float]:
+               forward: Any = None, feat_scale: float = 1.0) -> dict[str, float]:
     """audio: (B, chunk + shift) samples; the student reads [:chunk], teacher2 [shift:].
-    forward: `model.forward_chunks` or its DistributedDataParallel wrapper (default: the former)."""
+    forward: `model.forward_chunks` or its DistributedDataParallel wrapper (default: the former).
+    feat_scale multiplies the feature weights (the ramp of `feat_scale()`)."""
     model.train()
     b, f, _ = target.shape
     chunk = audio.shape[1] - shift
     out = (forward or model.forward_chunks)(audio[:, :chunk], f)
     pred = out["out"].view(b, f, -1)
     terms = distill_losses(pred, target, _gap_weights(model) if cfg.loss.lip_gap else None)
-    if teacher2 is not None:
+    if teacher2 is not None and feat_scale > 0:
         with torch.no_grad():
             ref = teacher2.forward_chunks(audio[:, shift:], f)
         terms.update(feature_losses([*out["fc"], out["pre"]], [*ref["fc"], ref["pre"]], f))
-    loss = sum(getattr(cfg.loss, k) * v for k, v in terms.items() if getattr(cfg.loss, k))
+    weights = {k: getattr(cfg.loss, k) * (feat_scale if k in ("feat", "feat_vel") else 1.0) for k in terms}
+    loss = sum(weights[k] * v for k, v in terms.items() if weights[k])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -365,7 +381,8 @@ def _train(cfg: TrainConfig, out: Path, ranks: Ranks) -> Path:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.optim)
         audio, target = sampler.batch(step, cfg.optim.batch_chunks, part=(ranks.rank, ranks.world))
-        logs = train_step(model, opt, audio.to(ranks.device), target.to(ranks.device), cfg, teacher2, shift, forward)
+        logs = train_step(model, opt, audio.to(ranks.device), target.to(ranks.device), cfg, teacher2, shift, forward,
+                          feat_scale(step, cfg.loss))
         logs = ranks.mean(logs)  # each rank saw its slice of the batch
         step += 1
         audio_s += frames_per_step / TRAIN_FPS
