@@ -168,7 +168,7 @@ def test_server_binds_localhost_with_mime_types(server):
     want = {"": "text/html", "app.js": "text/javascript", "app.css": "text/css",
             "ort/ort-wasm-simd-threaded.mjs": "text/javascript", "ort/ort-wasm-simd-threaded.wasm": "application/wasm",
             "face.glb": "model/gltf-binary", "config.json": "application/json", "clip/audio.wav": "audio/wav",
-            "models/c0-2-256ms-ft.json": "application/json", "models/c0-2-256ms-ft.onnx": "application/octet-stream"}
+            "models/whisper-conv-256ms-ft.json": "application/json", "models/whisper-conv-256ms-ft.onnx": "application/octet-stream"}
     bodies = {}
     for path, ctype in want.items():
         status, headers, body = _get(base + path)
@@ -178,8 +178,8 @@ def test_server_binds_localhost_with_mime_types(server):
     assert bodies["ort/ort-wasm-simd-threaded.wasm"][:4] == b"\0asm"
     assert bodies["face.glb"][:4] == b"glTF"
     config = json.loads(bodies["config.json"])
-    assert config["default_model"] == "c0-2-256ms-ft" and {m["name"] for m in config["models"]} >= {"c0-2-256ms-ft"}
-    meta = json.loads(bodies["models/c0-2-256ms-ft.json"])
+    assert config["default_model"] == "whisper-conv-256ms-ft" and {m["name"] for m in config["models"]} >= {"whisper-conv-256ms-ft"}
+    meta = json.loads(bodies["models/whisper-conv-256ms-ft.json"])
     assert meta["graph"] == "windowed" and len(meta["names"]) == 52
     assert meta["lookahead_samples"] == meta["span_samples"] - meta["past_samples"] == 3984  # docs/runtime.md
     # the <audio> element seeks with byte ranges
@@ -219,7 +219,7 @@ def test_view_cli_prints_url(cache_dir):
 @needs_browser
 def test_page_loads_without_console_errors(page, console):
     state = page.evaluate("window.distilface.state()")
-    assert state["mode"] == "clip" and state["model"] == "c0-2-256ms-ft"
+    assert state["mode"] == "clip" and state["model"] == "whisper-conv-256ms-ft"
     assert state["clipFrames"] == 99  # 3.29 s at 30 fps
     assert "256 ms future context" in state["latency"] and "249.0 ms" in state["latency"]
     assert page.evaluate("Object.keys(window.distilface.weights()).length") == 52
@@ -235,8 +235,8 @@ def test_model_selector(page, console):
     page.wait_for_function(f"document.getElementById('clip-status').textContent.endsWith('from {other}')", timeout=60_000)
     state = page.evaluate("window.distilface.state()")
     assert state["latency"].startswith(f"{other}: 256 ms future context") and state["clipFrames"] == 99
-    page.evaluate("window.distilface.selectModel('c0-2-256ms-ft')")
-    assert page.evaluate("window.distilface.state().model") == "c0-2-256ms-ft"
+    page.evaluate("window.distilface.selectModel('whisper-conv-256ms-ft')")
+    assert page.evaluate("window.distilface.state().model") == "whisper-conv-256ms-ft"
     assert console.problems() == []
 
 
