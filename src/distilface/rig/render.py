@@ -290,9 +290,10 @@ def plot_lip_trajectory(curves_by_label: dict[str, Curves], phones: list[PhoneSe
     ax.set_ylabel("lip height (mm, rest mouth line = 0)")
     if title:
         ax.set_title(title, loc="left")
-    # above the axes, so it never hides a curve
+    # above the axes, so it never hides a curve; one column per source (upper over lower lip),
+    # so long model names leave the left-aligned title room
     ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False,
-              ncol=2 * max(1, len(curves_by_label)))
+              ncol=max(1, len(curves_by_label)))
     fig.tight_layout()
     out_png = Path(out_png)
     with atomic_path(out_png) as tmp:
