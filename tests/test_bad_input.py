@@ -156,14 +156,25 @@ def test_animate_values_match_the_clean_clip(bad, animated, shipped):
     got = {name: animated[name][1] for name in bad[1] if animated[name][1] is not None}
     for name in ("wav_named.mp3", "pcm_24.wav", "float64.wav"):  # lossless: the same samples
         np.testing.assert_allclose(got[name], clean, atol=1e-5, rtol=0, err_msg=name)
-    # a +0.25 DC offset is subtracted: the student sees the clean clip (it would not follow it otherwise)
-    np.testing.assert_allclose(got["dc_offset.wav"], clean, atol=5e-3, rtol=0)
-    assert jaw_corr(animate_audio(shipped, x + 0.25, FPS).values, clean, names) < 0.8
+    # a +0.25 DC offset is subtracted: the student sees the clean clip (it would not follow it
+    # otherwise). The file's mean goes, so the clip's own small mean goes with it: exactly the clip
+    # minus its mean, and within 0.01 of the clean clip (the default's log-mel front end reads that
+    # tiny mean in the quietest frames: 0.009 at most, against 0.005 for the raw-audio C0/2)
+    np.testing.assert_allclose(got["dc_offset.wav"], animate_audio(shipped, x - x.mean(), FPS).values,
+                               atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got["dc_offset.wav"], clean, atol=1e-2, rtol=0)
+    # Why the subtraction matters: a raw-audio student does not follow the offset clip. (The
+    # default's log-mel front end barely sees a constant: jaw correlation 0.995 without it.)
+    raw = load_model(resolve_model("c0-2-256ms-ft"))
+    assert jaw_corr(animate_audio(raw, x + 0.25, FPS).values, animate_audio(raw, x, FPS).values, names) < 0.8
     # float audio at integer scale is scaled to peak 1: the clip at its own peak
     np.testing.assert_allclose(got["float_unnormalised.wav"], animate_audio(shipped, x / np.abs(x).max(), FPS).values,
                                atol=1e-4, rtol=0)
-    for name, min_corr in (("rate_96k.wav", 0.995), ("six_channels.wav", 0.99), ("rate_8k.wav", 0.95),
-                           ("pcm_u8.wav", 0.9), ("clipped.wav", 0.8), ("float_unnormalised.wav", 0.95)):
+    # jaw correlation with the clean clip; the default v2 (log-mel front end) measured 0.9996,
+    # 0.9995, 0.898, 0.985, 0.718, 0.999: it follows 8 kHz and clipped speech less closely than the
+    # raw-audio c0-2-256ms-ft did (> 0.95, > 0.8), its model card says so
+    for name, min_corr in (("rate_96k.wav", 0.995), ("six_channels.wav", 0.99), ("rate_8k.wav", 0.85),
+                           ("pcm_u8.wav", 0.9), ("clipped.wav", 0.65), ("float_unnormalised.wav", 0.95)):
         assert jaw_corr(got[name], clean, names) > min_corr, name
     # a truncated file animates what it holds: equal to the clean clip until its future context runs out
     keep = int((2.0 - 0.3) * FPS)
