@@ -245,21 +245,21 @@ def _gap_weights(model: Student) -> torch.Tensor:
 
 def train_step(model: Student, opt: torch.optim.Optimizer, audio: torch.Tensor, target: torch.Tensor,
                cfg: TrainConfig, teacher2: Student | None = None, shift: int = 0,
-               forward: Any = None, feat_scale: float = 1.0) -> dict[str, float]:
+               forward: Any = None, feat_mult: float = 1.0) -> dict[str, float]:
     """audio: (B, chunk + shift) samples; the student reads [:chunk], teacher2 [shift:].
     forward: `model.forward_chunks` or its DistributedDataParallel wrapper (default: the former).
-    feat_scale multiplies the feature weights (the ramp of `feat_scale()`)."""
+    feat_mult multiplies the feature weights (the ramp, `feat_scale(step, cfg.loss)`)."""
     model.train()
     b, f, _ = target.shape
     chunk = audio.shape[1] - shift
     out = (forward or model.forward_chunks)(audio[:, :chunk], f)
     pred = out["out"].view(b, f, -1)
     terms = distill_losses(pred, target, _gap_weights(model) if cfg.loss.lip_gap else None)
-    if teacher2 is not None and feat_scale > 0:
+    if teacher2 is not None and feat_mult > 0:
         with torch.no_grad():
             ref = teacher2.forward_chunks(audio[:, shift:], f)
         terms.update(feature_losses([*out["fc"], out["pre"]], [*ref["fc"], ref["pre"]], f))
-    weights = {k: getattr(cfg.loss, k) * (feat_scale if k in ("feat", "feat_vel") else 1.0) for k in terms}
+    weights = {k: getattr(cfg.loss, k) * (feat_mult if k in ("feat", "feat_vel") else 1.0) for k in terms}
     loss = sum(weights[k] * v for k, v in terms.items() if weights[k])
     opt.zero_grad(set_to_none=True)
     loss.backward()
