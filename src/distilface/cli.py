@@ -198,8 +198,16 @@ def _experiment(a: argparse.Namespace) -> None:
         from distilface.experiment import run_paper_table
 
         rows = [r.strip() for r in a.rows.split(",")] if a.rows else None
+        delay = None
+        if a.feat_delay is not None:
+            try:
+                delay = tuple(float(v) for v in a.feat_delay.split(","))
+                assert len(delay) == 2 and all(0 <= v <= 1 for v in delay)
+            except (ValueError, AssertionError):
+                raise SystemExit(f"--feat-delay {a.feat_delay!r}: expected OFF,RAMP, two fractions of the steps "
+                                 "in [0, 1], e.g. 0.375,0.25 (0,0: the paper's, from step 0)") from None
         run_paper_table(a.out, a.scale, rows=rows, docs=a.docs, threads=a.threads, steps=a.steps,
-                        teacher2=a.teacher2, jobs=a.jobs, device=a.device)
+                        teacher2=a.teacher2, jobs=a.jobs, device=a.device, feat_delay=delay)
         print((Path(a.out) / "results.md").read_text())
     else:
         from distilface.peers import run_peers
@@ -440,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--teacher2", default=None, metavar="MODEL",
                    help="paper-table: hybrid rows learn from this shipped model or checkpoint instead of the C0 row")
     x.add_argument("--jobs", type=int, default=1, help="paper-table: rows trained at once (each with --threads)")
+    x.add_argument("--feat-delay", default=None, metavar="OFF,RAMP",
+                   help="paper-table: hybrid rows' feature term off for this fraction of the steps, then ramped in "
+                        "over the next RAMP (default 0.375,0.25; 0,0: the paper's, on from step 0)")
     x.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="paper-table: where the rows train (cuda: a GPU; scoring stays on the CPU)")
     x.add_argument("--sets", default="clean,noisy10,real", help="peers: test sets")

@@ -118,6 +118,11 @@ class Scale:
     # hybrid rows' second teacher: None = the C0 row (the paper); else a shipped model or checkpoint,
     # for when this machine cannot train C0 far enough in the time it has (docs/results.md)
     teacher2: str | None = None
+    # hybrid rows: the feature term is off for this fraction of the steps, then ramped to full over
+    # the next `feat_ramp_frac` (0, 0: the paper, from step 0). From step 0 it collapsed the C0/2
+    # row to a constant mouth and halved C0/4's PBM at 2000 steps (docs/results.md, point 3).
+    feat_from_frac: float = 0.375
+    feat_ramp_frac: float = 0.25
 
 
 def scale_preset(name: str, out: Path) -> Scale:
@@ -161,7 +166,9 @@ def _overrides(row: Row, scale: Scale, real: bool, teacher2: Path | None) -> lis
     if row.stage == "hybrid":
         # The feature term sums squared differences over ~450 unnormalised channels: hundreds at the
         # start against ~0.1 for rec. Weight 1 drowned the labels (runs/c0-2-64ms-hybrid, first try).
-        o += [f'teacher2="{teacher2}"', "loss.feat=1e-3"]
+        o += [f'teacher2="{teacher2}"', "loss.feat=1e-3",
+              f"loss.feat_from_step={round(scale.steps * scale.feat_from_frac)}",
+              f"loss.feat_ramp_steps={round(scale.steps * scale.feat_ramp_frac)}"]
     return o + list(scale.extra_overrides)
 
 
@@ -206,13 +213,16 @@ def _train_rows(rows: list[Row], scale: Scale, out: Path, teacher2: Path | None,
 
 def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[str] | None = None,
                     docs: str | Path | None = None, threads: int | None = None, steps: int | None = None,
-                    teacher2: str | None = None, jobs: int = 1, device: str = "cpu") -> dict[str, Any]:
+                    teacher2: str | None = None, jobs: int = 1, device: str = "cpu",
+                    feat_delay: tuple[float, float] | None = None) -> dict[str, Any]:
     """Train every row (or those named), score them together, write results.md and figures.
     threads: torch threads of each training (None: the scale's); steps: per hetero / hybrid row
     (None: the scale's); teacher2: a shipped model or checkpoint that hybrid rows learn from instead
-    of the C0 row; jobs: trainings at once; device: where rows train (scoring is on the CPU)."""
+    of the C0 row; jobs: trainings at once; device: where rows train (scoring is on the CPU);
+    feat_delay: (off, ramp) fractions of the steps for the hybrid rows' feature term (None: the
+    scale's; (0, 0): the paper's, on from step 0)."""
     from distilface.evaluate import evaluate
-    from distilface.models import resolve_model
+    from distilface.models import registry, resolve_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -222,7 +232,11 @@ def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[s
     if steps:
         scale = replace(scale, steps=steps)
     if teacher2:
-        scale = replace(scale, teacher2=str(resolve_model(teacher2)))
+        # a shipped model stays a name (train resolves it), so row folders survive a moved checkout
+        path = resolve_model(teacher2)
+        scale = replace(scale, teacher2=teacher2 if teacher2 in registry()["models"] else str(path))
+    if feat_delay is not None:
+        scale = replace(scale, feat_from_frac=feat_delay[0], feat_ramp_frac=feat_delay[1])
     t0 = time.monotonic()
     if scale.name == "smoke":
         _prepare_smoke_data(scale)

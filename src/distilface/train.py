@@ -44,6 +44,7 @@ from distilface.checkpoint import load_student, read_checkpoint, save_checkpoint
 from distilface.dataset import TRAIN_FPS, ChunkSampler, PackedSplit, pack_split
 from distilface.distributed import Ranks, chunk_forward, main_first, process_group
 from distilface.fileio import read_json, read_jsonl, write_json, write_jsonl
+from distilface.models import resolve_model
 from distilface.student import Student, StudentConfig, build_student, frame_starts
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,10 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     sources: list[str] | None = None  # restrict to these manifest sources
-    init: str | None = None  # checkpoint to start from (fine-tuning)
-    teacher2: str | None = None  # hybrid: the frozen student checkpoint that supervises features
+    init: str | None = None  # checkpoint (or shipped model name) to start from (fine-tuning)
+    # hybrid: the frozen student that supervises features: a checkpoint or a shipped model's name
+    # (a name keeps the run folder valid when the checkout moves; paths are compared on resume)
+    teacher2: str | None = None
     student: StudentConfig = field(default_factory=StudentConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -349,7 +352,7 @@ def _train(cfg: TrainConfig, out: Path, ranks: Ranks) -> Path:
     if cfg.stage == "hybrid":
         if not cfg.teacher2:
             raise ValueError("stage hybrid needs `teacher2` (a trained student checkpoint)")
-        teacher2, _ = load_student(cfg.teacher2)  # eval mode: frozen, running norms
+        teacher2, _ = load_student(resolve_model(cfg.teacher2))  # eval mode: frozen, running norms
         teacher2.requires_grad_(False).to(ranks.device)
         shift = teacher2_shift(cfg.student, teacher2.cfg)
     elif cfg.stage not in ("hetero", "finetune"):
@@ -366,7 +369,7 @@ def _train(cfg: TrainConfig, out: Path, ranks: Ranks) -> Path:
         if ranks.main:
             tqdm.write(f"resumed {out} at step {step}", file=sys.stderr)
     elif cfg.init:
-        init_model, _ = load_student(cfg.init)
+        init_model, _ = load_student(resolve_model(cfg.init))
         model.load_state_dict(init_model.state_dict())
     else:
         init_output_bias(model, train_data)
