@@ -42,6 +42,8 @@ def test_rows_trained_with_the_right_recipe(smoke):
     h4 = json.loads((rows / "c0-4-hybrid" / "config.json").read_text())
     assert h4["stage"] == "hybrid" and h4["student"]["channels"] == 8 and h4["loss"]["feat"] == 1e-3
     assert h4["teacher2"].endswith("c0-hetero-fine-tuned/finetune/best.pt")
+    # the feature term delayed: off for 3/8 of the 3 smoke steps, ramped in over 1/4 (rounded)
+    assert (h4["loss"]["feat_from_step"], h4["loss"]["feat_ramp_steps"]) == (1, 1)
     h64 = json.loads((rows / "64-ms-hybrid" / "config.json").read_text())
     assert h64["student"]["future_ms"] == 64.0 and h64["loss"]["vel"] == 9.0
     # training time: the runs' own wall time (over resumes), summed over the four runs
@@ -80,14 +82,23 @@ def test_given_second_teacher_and_parallel_jobs(smoke, tmp_path):
     teacher2 = root / "out" / "rows" / "c0-hetero-fine-tuned" / "best.pt"
     proc = subprocess.run([sys.executable, "-m", "distilface.cli", "experiment", "paper-table", "--scale", "smoke",
                            "--rows", "c0-4-hetero,c0-4-hybrid", "--teacher2", str(teacher2), "--jobs", "2",
-                           "--steps", "4", "--out", str(out)], capture_output=True, text=True, timeout=1200)
+                           "--steps", "4", "--feat-delay", "0.5,0.25", "--out", str(out)], capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (out / "rows").iterdir()) == ["c0-4-hetero", "c0-4-hybrid"]
     hybrid = json.loads((out / "rows" / "c0-4-hybrid" / "config.json").read_text())
     assert hybrid["teacher2"] == str(teacher2) and hybrid["optim"]["steps"] == 4
+    assert (hybrid["loss"]["feat_from_step"], hybrid["loss"]["feat_ramp_steps"]) == (2, 1)
     for row in ("c0-4-hetero", "c0-4-hybrid"):
         history = (out / "rows" / row / "history.jsonl").read_text().splitlines()
         assert json.loads(history[-1])["step"] == 4
     md = (out / "results.md").read_text()
     assert f"`{teacher2}` (given with --teacher2, not the C0 row)" in md and "4 steps per row" in md
     assert "on cpu, 2 at once" in md
+
+
+@pytest.mark.parametrize("value", ["0.5", "0.5,2", "a,b"])
+def test_bad_feature_delay_is_refused_before_training(tmp_path, value):
+    proc = subprocess.run([sys.executable, "-m", "distilface.cli", "experiment", "paper-table", "--feat-delay", value,
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and f"--feat-delay {value!r}: expected OFF,RAMP" in proc.stderr
+    assert not (tmp_path / "out").exists()

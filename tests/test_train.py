@@ -184,3 +184,13 @@ def test_hybrid_predictive_and_downscaling(corpus):
         assert h["loss"] == pytest.approx(h["rec"] + h["vel"] + scale * h.get("feat", 0.0), rel=1e-5)
     bad = run(*_train_args(corpus, corpus / "bad", 2), "--stage", "hybrid", check=False)
     assert bad.returncode != 0 and "teacher2" in bad.stderr.strip().splitlines()[-1]
+    # a shipped model by its name: the config keeps the name (a run folder that survives a moved
+    # checkout); an unknown name is refused before training
+    named = corpus / "hybrid-named"
+    run(*_train_args(corpus, named, 1, "student.channels=8", "loss.feat=1e-3"), "--stage", "hybrid",
+        "--teacher2", "c0-4-256ms")
+    assert json.loads((named / "config.json").read_text())["teacher2"] == "c0-4-256ms"
+    assert len((named / "history.jsonl").read_text().splitlines()) == 1
+    missing = run(*_train_args(corpus, corpus / "missing", 1), "--stage", "hybrid", "--teacher2", "no-such-model",
+                  check=False)
+    assert missing.returncode != 0 and "no-such-model: no such checkpoint or shipped model" in missing.stderr
