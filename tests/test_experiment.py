@@ -94,6 +94,7 @@ def test_given_second_teacher_and_parallel_jobs(smoke, tmp_path):
     md = (out / "results.md").read_text()
     assert f"`{teacher2}` (given with --teacher2, not the C0 row)" in md and "4 steps per row" in md
     assert "on cpu, 2 at once" in md
+    assert "feature term off for 2 steps, then ramped to full over 1" in md
 
 
 @pytest.mark.parametrize("value", ["0.5", "0.5,2", "a,b"])

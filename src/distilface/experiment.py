@@ -309,6 +309,14 @@ def _teacher2_text(path: str | None) -> str:
     return f"`{shown}` (given with --teacher2, not the C0 row)"
 
 
+def _feat_delay_text(sc: dict) -> str:
+    """How the hybrid rows' feature term was scheduled (scales written before it existed: step 0)."""
+    off, ramp = (round(sc["steps"] * sc.get(k, 0.0)) for k in ("feat_from_frac", "feat_ramp_frac"))
+    if off == 0 and ramp == 0:
+        return "feature term from step 0 (the paper's)"
+    return f"feature term off for {off} steps, then ramped to full over {ramp}"
+
+
 def _not_run(rows: list[str]) -> list[str]:
     """A line naming the paper's rows this table leaves out, so that a partial table says so."""
     missing = [r.name for r in ROWS if r.name not in rows]
@@ -345,7 +353,7 @@ def format_results(report: dict, summary: dict, out: Path) -> str:
     text = [f"# Paper Table 2 on our data ({sc['name']} scale)", "",
             f"Scale: {sc['steps']} steps per row (batch {sc['batch_chunks']} x {sc['chunk_frames']} frames at 50 fps), "
             f"fine-tuning {sc['finetune_steps']} steps, C0 = {sc['c0_channels']} channels; hybrid rows' second "
-            f"teacher: {_teacher2_text(sc.get('teacher2'))}; corpus `{sc['corpus']}`, "
+            f"teacher: {_teacher2_text(sc.get('teacher2'))}, {_feat_delay_text(sc)}; corpus `{sc['corpus']}`, "
             f"real set `{sc['real']}`; evaluated on {', '.join(sets)} ({report['max_utterances']} utterances "
             f"at most per set, {report['fps']:g} fps). Training took {summary['train_seconds'] / 60:.1f} min "
             f"of wall time summed over rows and resumes (torch threads per training: "
