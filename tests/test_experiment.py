@@ -71,6 +71,38 @@ def test_table_figures_and_publish(smoke):
     assert (docs.parent / "figures" / "paper-table-pbm-vs-future.png").exists()
 
 
+def test_publish_a_second_section_keeps_the_first(smoke, tmp_path):
+    """--docs-section: a table of rows trained later sits beside the earlier one; republishing it
+    replaces only its own block and figures."""
+    from distilface.experiment import _markers, _publish
+
+    root, docs = smoke
+    target = tmp_path / "results.md"
+    target.write_text(docs.read_text() + "\nhand-written tail\n")
+    first = target.read_text()
+    _publish(root / "out", target, "c0-width")
+    begin, end = _markers("c0-width")
+    once = target.read_text()
+    assert once.startswith(first.rstrip()) and once.count(begin) == 1 and once.count(end) == 1
+    assert "](figures/c0-width-pbm-vs-memory.png)" in once.split(begin)[1]
+    assert (tmp_path / "figures" / "c0-width-pbm-vs-future.png").stat().st_size > 5000
+    assert not (tmp_path / "figures" / "paper-table-pbm-vs-future.png").exists()
+    # a rerun replaces its block in place: the earlier table and the hand-written text stay
+    target.write_text(once.replace("hand-written tail", "edited tail"))
+    _publish(root / "out", target, "c0-width")
+    twice = target.read_text()
+    assert twice.count(begin) == 1 and "edited tail" in twice and twice.count(PUBLISH_BEGIN) == 1
+    assert twice == once.replace("hand-written tail", "edited tail")
+
+
+def test_docs_section_name_is_checked(tmp_path):
+    from distilface.experiment import run_paper_table
+
+    with pytest.raises(ValueError, match="docs section"):
+        run_paper_table(tmp_path / "out", "smoke", docs=tmp_path / "r.md", docs_section="Bad name")
+    assert not (tmp_path / "out").exists()
+
+
 def test_given_second_teacher_and_parallel_jobs(smoke, tmp_path):
     """--teacher2: hybrid rows learn from the given student and the C0 row is not trained;
     --jobs 2 trains the rows in two processes; --steps overrides the scale's."""

@@ -207,7 +207,8 @@ def _experiment(a: argparse.Namespace) -> None:
                 raise SystemExit(f"--feat-delay {a.feat_delay!r}: expected OFF,RAMP, two fractions of the steps "
                                  "in [0, 1], e.g. 0.375,0.25 (0,0: the paper's, from step 0)") from None
         run_paper_table(a.out, a.scale, rows=rows, docs=a.docs, threads=a.threads, steps=a.steps,
-                        teacher2=a.teacher2, jobs=a.jobs, device=a.device, feat_delay=delay)
+                        teacher2=a.teacher2, jobs=a.jobs, device=a.device, feat_delay=delay,
+                        docs_section=a.docs_section)
         print((Path(a.out) / "results.md").read_text())
     else:
         from distilface.peers import run_peers
@@ -442,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper-table: smoke = tiny corpus, a few steps (checks the machinery); full = the 20 h corpus")
     x.add_argument("--rows", default=None, help="paper-table: comma-separated row names or slugs (default: all)")
     x.add_argument("--docs", default=None, help="paper-table: also publish the table into this markdown file")
+    x.add_argument("--docs-section", default="paper-table", metavar="NAME",
+                   help="paper-table: the block of --docs this table replaces, and its figures' prefix; another "
+                        "name puts rows trained later beside an earlier table (default: paper-table)")
     x.add_argument("--threads", type=int, default=None,
                    help="paper-table: torch threads per training (default: the scale's; 1 beside other work)")
     x.add_argument("--steps", type=int, default=None, help="paper-table: steps per hetero / hybrid row (default: the scale's)")

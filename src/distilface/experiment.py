@@ -214,16 +214,21 @@ def _train_rows(rows: list[Row], scale: Scale, out: Path, teacher2: Path | None,
 def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[str] | None = None,
                     docs: str | Path | None = None, threads: int | None = None, steps: int | None = None,
                     teacher2: str | None = None, jobs: int = 1, device: str = "cpu",
-                    feat_delay: tuple[float, float] | None = None) -> dict[str, Any]:
+                    feat_delay: tuple[float, float] | None = None,
+                    docs_section: str = "paper-table") -> dict[str, Any]:
     """Train every row (or those named), score them together, write results.md and figures.
     threads: torch threads of each training (None: the scale's); steps: per hetero / hybrid row
     (None: the scale's); teacher2: a shipped model or checkpoint that hybrid rows learn from instead
     of the C0 row; jobs: trainings at once; device: where rows train (scoring is on the CPU);
     feat_delay: (off, ramp) fractions of the steps for the hybrid rows' feature term (None: the
-    scale's; (0, 0): the paper's, on from step 0)."""
+    scale's; (0, 0): the paper's, on from step 0); docs_section: the name of the block of `docs`
+    this table replaces (and of its figures), so that rows trained in another session can sit
+    beside an earlier table instead of replacing it."""
     from distilface.evaluate import evaluate
     from distilface.models import registry, resolve_model
 
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", docs_section):
+        raise ValueError(f"docs section {docs_section!r}: lower-case letters, digits and '-' only")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scale = scale_preset(scale_name, out)
@@ -282,7 +287,7 @@ def run_paper_table(out_dir: str | Path, scale_name: str = "smoke", rows: list[s
     with atomic_write(out / "results.md", "w") as f:
         f.write(md)
     if docs:
-        _publish(out, Path(docs))
+        _publish(out, Path(docs), docs_section)
     return {"report": report, "summary": summary}
 
 
@@ -405,20 +410,25 @@ PUBLISH_BEGIN = "<!-- paper-table:begin (written by distilface experiment paper-
 PUBLISH_END = "<!-- paper-table:end -->"
 
 
-def _publish(out: Path, docs: Path) -> None:
-    """Put results.md between the markers of `docs` (appended when absent); figures into
-    docs/figures/. The rest of the file is kept."""
+def _markers(section: str) -> tuple[str, str]:
+    return (PUBLISH_BEGIN.replace("paper-table:", f"{section}:", 1), f"<!-- {section}:end -->")
+
+
+def _publish(out: Path, docs: Path, section: str = "paper-table") -> None:
+    """Put results.md between the markers of `section` in `docs` (appended when absent); figures
+    into docs/figures/ as SECTION-*.png. The rest of the file is kept."""
     figures = docs.parent / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     text = (out / "results.md").read_text()
     for png in ("pbm-vs-memory.png", "pbm-vs-future.png"):
-        target = figures / f"paper-table-{png}"
+        target = figures / f"{section}-{png}"
         target.write_bytes((out / png).read_bytes())
         text = text.replace(f"]({png})", f"](figures/{target.name})")
-    block = f"{PUBLISH_BEGIN}\n{text.rstrip()}\n{PUBLISH_END}"
+    begin, end = _markers(section)
+    block = f"{begin}\n{text.rstrip()}\n{end}"
     old = docs.read_text() if docs.exists() else ""
-    if PUBLISH_BEGIN in old and PUBLISH_END in old:
-        new = old[: old.index(PUBLISH_BEGIN)] + block + old[old.index(PUBLISH_END) + len(PUBLISH_END):]
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
     else:
         new = (old.rstrip() + "\n\n" if old else "") + block + "\n"
     with atomic_write(docs, "w") as f:
