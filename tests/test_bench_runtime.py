@@ -11,7 +11,8 @@ from distilface.audio import EXAMPLE_AUDIO, SAMPLE_RATE_HZ, load_audio
 from distilface.checkpoint import save_checkpoint
 from distilface.cli import main
 from distilface.curves import num_frames
-from distilface.runtime.bench import looped, median_p99, stream_frame_times_ms, window_times_ms
+from distilface.runtime.bench import (fit_step_cost, looped, median_p99, ort_step_timer, stream_frame_times_ms,
+                                      window_times_ms)
 from distilface.runtime.streaming import StreamingAnimator
 from distilface.student import StudentConfig, build_student
 
@@ -54,6 +55,40 @@ def test_window_timing_times_each_window():
     assert len(times) == 7 and len(calls) == 8 and calls[0] == (1, 8192)  # + one warm-up call
 
 
+def test_step_cost_fit_recovers_a_known_split():
+    # t = 0.05 + 0.02 n + 0.09 F exactly: the fit returns those, and a 30 fps frame = fixed + 5 steps + 1 head
+    seen = []
+
+    def fake(n, f):
+        seen.append((n, f))
+        return 0.05 + 0.02 * n + 0.09 * f
+
+    sp = fit_step_cost(fake)
+    assert sp["fixed_ms"] == pytest.approx(0.05) and sp["per_step_ms"] == pytest.approx(0.02)
+    assert sp["per_head_ms"] == pytest.approx(0.09) and sp["frame_30fps_ms"] == pytest.approx(0.05 + 0.1 + 0.09)
+    assert sp["max_residual_ms"] < 1e-12 and sp["points"] == len(seen) == 18
+    assert seen[:9] == seen[9:]  # the grid twice, interleaved
+
+
+def test_step_timer_calls_valid_windows(tmp_path):
+    """The timer's inputs are valid for the real graph (every window inside cache + new steps)
+    and the streaming call gets dearer with more steps and more windows."""
+    from distilface.runtime.export import export_model
+    from distilface.runtime.ort import OrtModel
+
+    f = tmp_path / "s.onnx"
+    export_model(tiny(), f, streaming=True)
+    calls = []
+    model = OrtModel(f)
+    real = model.phase_step
+    model.phase_step = lambda a, c, s: calls.append((len(a), s.copy())) or real(a, c, s)
+    t = ort_step_timer(model, calls=5)
+    assert t(1, 3) > 0 and t(9, 1) > 0
+    g = model.geometry
+    assert calls[0][0] == g.receptive_samples and list(calls[0][1]) == [0, 0, 0]
+    assert calls[-1][0] == 8 * g.stride_samples + g.receptive_samples and list(calls[-1][1]) == [8]
+
+
 def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path):
     ckpt = tmp_path / "tiny.pt"
     save_checkpoint(ckpt, tiny())
@@ -78,5 +113,9 @@ def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path):
     assert onnx_mem["onnxruntime"] < onnx_mem["torch"]  # the onnxruntime process never imports torch
     fp32 = [e for e in m["equality"] if "int8" not in e["runtime"]]
     assert fp32 and all(e["max_abs_diff"] < 1e-4 for e in fp32)
+    sp = m["step_split"]
+    assert sp["points"] == 18 and sp["frame_30fps_ms"] == pytest.approx(
+        sp["fixed_ms"] + 5 * sp["per_step_ms"] + sp["per_head_ms"])
     md = out.with_suffix(".md").read_text()
+    assert "| onnxruntime streaming call | fixed |" in md
     assert "| onnxruntime int8 | streaming |" in md and out.with_suffix(".png").stat().st_size > 1000

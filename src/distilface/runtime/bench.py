@@ -8,6 +8,10 @@ Per model and runtime (torch / onnxruntime fp32 / onnxruntime int8, each windowe
   a frame is timed. Ratios are against windowed torch in the same run, same process.
 - Offline real-time factor: `animate_audio` on a long file (default 10 minutes of the example
   clip, looped) in one call; audio seconds per second of compute.
+- The streaming step's cost split (onnxruntime fp32): one `phase_step` call timed for n new encoder
+  steps and F windows over a grid, fitted as fixed + n x per-step + F x per-head-pass (least
+  squares). A 30 fps frame is about fixed + 5 steps + 1 head (docs/runtime.md): this says which
+  part a faster student must shrink.
 - Peak memory: the largest resident set (VmHWM) of a fresh process that loads the runtime and
   streams a minute of audio, and how much of it the model run adds to the process after imports.
 - End-to-end latency over loopback (`distilface.runtime.live.loopback_latency`): audio sent to
@@ -131,6 +135,43 @@ print(json.dumps({"peak_rss_mb": hwm_mb(), "after_imports_mb": before}))
 """
 
 
+def fit_step_cost(time_ms: Callable[[int, int], float], steps: tuple[int, ...] = (1, 5, 9),
+                  windows: tuple[int, ...] = (1, 2, 3), repeats: int = 2) -> dict[str, float]:
+    """Least-squares split t(n, F) = fixed + n * step + F * head of a streaming call's time over a
+    grid of n new encoder steps and F windows (each point timed `repeats` times, interleaved, so
+    that a change of machine load falls on all of them)."""
+    grid = [(n, f) for _ in range(repeats) for n in steps for f in windows]
+    y = np.array([time_ms(n, f) for n, f in grid])
+    a = np.array([[1.0, n, f] for n, f in grid])
+    (fixed, step, head), *_ = np.linalg.lstsq(a, y, rcond=None)
+    resid = y - a @ np.array([fixed, step, head])
+    return {"fixed_ms": float(fixed), "per_step_ms": float(step), "per_head_ms": float(head),
+            "frame_30fps_ms": float(fixed + 5 * step + head), "max_residual_ms": float(np.abs(resid).max()),
+            "points": len(grid)}
+
+
+def ort_step_timer(model: Any, calls: int = 200) -> Callable[[int, int], float]:
+    """time_ms(n, F): median ms of `model.phase_step` on random audio of n new steps, a full cache
+    and F windows (window starts repeat when F > n: the cost is the same)."""
+    g = model.geometry
+    rng = np.random.default_rng(0)
+
+    def time_ms(n: int, f: int) -> float:
+        audio = (0.1 * rng.standard_normal(g.stride_samples * (n - 1) + g.receptive_samples)).astype(np.float32)
+        cache = rng.standard_normal((g.feature_channels, g.steps_per_window - 1)).astype(np.float32)
+        starts = ((n - 1) - np.arange(f) % n).astype(np.int64)  # windows ending in the new steps
+        for _ in range(10):
+            model.phase_step(audio, cache, starts)
+        ts = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            model.phase_step(audio, cache, starts)
+            ts.append(time.perf_counter() - t0)
+        return 1000 * statistics.median(ts)
+
+    return time_ms
+
+
 def peak_memory(runtime: str, path: Path, seconds: float = 60.0) -> dict[str, float]:
     """Peak RSS (MB) of a fresh process streaming `seconds` through `path` in `runtime`, and the
     part added by loading and running the model (peak minus the peak after imports and audio)."""
@@ -218,6 +259,8 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
     for r in cost:
         r["speedup"] = base / r["median_ms"]
 
+    split = fit_step_cost(ort_step_timer(models[("onnxruntime", "streaming")], calls=max(frames // 2, 10)))
+
     long_audio = looped(clip, offline_s)
     offline = []
     for rt in RUNTIMES:
@@ -244,7 +287,7 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
                                                 smooth=DEFAULT_WEIGHTS)}
     return {"model": name, "path": str(path), "future_ms": student.cfg.future_ms, "fps": fps,
             "parameters": sum(p.numel() for p in student.parameters()),
-            "cost": cost, "offline": offline, "memory": memory, "equality": eq, "latency": latency}
+            "cost": cost, "step_split": split, "offline": offline, "memory": memory, "equality": eq, "latency": latency}
 
 
 def bench_runtime(names: list[str], onnx_dir: Path, **kw: Any) -> dict[str, Any]:
@@ -279,6 +322,13 @@ def format_markdown(result: dict[str, Any]) -> str:
         for r in m["cost"]:
             lines.append(f"| {r['runtime']} | {r['graph']} | {r['median_ms']:.3f} | {r['p99_ms']:.3f} | "
                          f"{r['speedup']:.1f}x | {r['bytes'] / 1e6:.2f} MB |")
+        sp = m.get("step_split")
+        if sp:
+            lines += ["", "| onnxruntime streaming call | fixed | per encoder step | per head pass | "
+                      "30 fps frame (fixed + 5 steps + 1 head) | largest residual |", "|---|---|---|---|---|---|",
+                      f"| us | {1000 * sp['fixed_ms']:.1f} | {1000 * sp['per_step_ms']:.1f} | "
+                      f"{1000 * sp['per_head_ms']:.1f} | {1000 * sp['frame_30fps_ms']:.1f} | "
+                      f"{1000 * sp['max_residual_ms']:.1f} |"]
         lines += ["", "| runtime (streaming graph) | offline: audio | compute | real-time factor | "
                   "peak RSS | added by the model |", "|---|---|---|---|---|---|"]
         mem = {r["runtime"]: r for r in m["memory"]}
