@@ -1,0 +1,69 @@
+"""How much of a streaming frame is `StreamingAnimator`'s own Python, not the onnxruntime call.
+
+Exports MODEL's streaming graph to a temporary folder, streams the example clip (looped) one
+30 fps frame of audio per `push`, as a game loop would, and times each push that completes a frame
+against the `phase_step` calls made inside it. Prints medians in microseconds. Used for the
+animator's share in docs/performance.md:
+
+    python scripts/animator_overhead.py c0-4-256ms-ft
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from distilface.audio import EXAMPLE_AUDIO, SAMPLE_RATE_HZ, load_audio
+from distilface.checkpoint import load_student
+from distilface.models import resolve_model
+from distilface.runtime.export import export_model
+from distilface.runtime.ort import OrtModel
+from distilface.runtime.streaming import StreamingAnimator
+
+
+def overhead_us(model: OrtModel, audio: np.ndarray, fps: float = 30.0) -> dict[str, float]:
+    """Medians over frame-completing pushes: the push, the `phase_step` calls in it, and the rest."""
+    inner: list[float] = []
+    call = model.phase_step
+
+    def timed(*args):
+        t0 = time.perf_counter()
+        out = call(*args)
+        inner.append(time.perf_counter() - t0)
+        return out
+
+    model.phase_step = timed
+    animator = StreamingAnimator(model, fps=fps)
+    hop = round(SAMPLE_RATE_HZ / fps)
+    push, steps = [], []
+    for i in range(0, len(audio) - hop, hop):
+        inner.clear()
+        t0 = time.perf_counter()
+        frames = animator.push(audio[i: i + hop])
+        dt = time.perf_counter() - t0
+        if len(frames) and inner:
+            push.append(dt)
+            steps.append(sum(inner))
+    p, s = 1e6 * np.array(push), 1e6 * np.array(steps)
+    return {"frames": len(p), "push_us": float(np.median(p)), "phase_step_us": float(np.median(s)),
+            "animator_us": float(np.median(p - s))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", help="a shipped model name or a checkpoint")
+    ap.add_argument("--loops", type=int, default=4, help="times the example clip is streamed")
+    args = ap.parse_args()
+    student, _ = load_student(resolve_model(args.model))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "streaming.onnx"
+        export_model(student.eval(), path, streaming=True)
+        print(overhead_us(OrtModel(path, threads=1), np.tile(load_audio(EXAMPLE_AUDIO), args.loops)))
+
+
+if __name__ == "__main__":
+    main()
