@@ -1,0 +1,56 @@
+"""What a narrower student of the same architecture would cost per streaming frame, before training
+one: the cost of a call does not depend on the weights, so an untrained student of each width
+is exported and its onnxruntime streaming call split (`distilface.runtime.bench.fit_step_cost`).
+Used for "Width alone" in docs/performance.md:
+
+    python scripts/width_cost.py c0-4-256ms-ft --channels 72,36,18
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import torch
+
+from distilface.checkpoint import load_student
+from distilface.models import resolve_model
+from distilface.runtime.bench import fit_step_cost, ort_step_timer
+from distilface.runtime.export import export_model
+from distilface.runtime.ort import OrtModel
+from distilface.student import build_student
+
+
+def narrower(cfg, channels: int):
+    """`cfg` with `channels`; the context conv's groups shrink with it where they no longer divide
+    (the groups of a width-C0/4 student, 8, leave 9 channels per group: kept at 9 or more)."""
+    groups = cfg.context_groups
+    while channels % groups or channels // groups < 9 and groups > 1:
+        groups -= 1
+    return dataclasses.replace(cfg, channels=channels, context_groups=groups)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", help="a shipped model name or a checkpoint: its architecture is kept")
+    ap.add_argument("--channels", default="72,36,18", help="comma-separated widths")
+    ap.add_argument("--calls", type=int, default=150, help="timed calls per grid point")
+    args = ap.parse_args()
+    student, _ = load_student(resolve_model(args.model))
+    with tempfile.TemporaryDirectory() as tmp:
+        for ch in (int(c) for c in args.channels.split(",")):
+            torch.manual_seed(0)
+            cfg = narrower(student.cfg, ch)
+            s = build_student(cfg).eval()
+            path = Path(tmp) / f"w{ch}.onnx"
+            export_model(s, path, streaming=True)
+            sp = fit_step_cost(ort_step_timer(OrtModel(path, threads=1), calls=args.calls))
+            us = {k[:-3] + "_us": round(1000 * v, 1) for k, v in sp.items() if k.endswith("_ms")}
+            print(f"channels {ch} (context groups {cfg.context_groups}, "
+                  f"{sum(p.numel() for p in s.parameters()):,} parameters): {us}")
+
+
+if __name__ == "__main__":
+    main()
