@@ -88,7 +88,9 @@ def test_streaming_graph_has_no_shape_arithmetic(exported):
     _, root, _ = exported
     ops = [n.op_type for n in onnx.load(str(root / "streaming.onnx")).graph.node]
     assert "If" not in ops and ops.count("Shape") <= 1 and ops.count("Div") == ops.count("Erf"), sorted(set(ops))
-    assert ops.count("Slice") >= sum((10, 3, 3, 3, 3, 2, 2))  # one per encoder conv tap
+    # patches: a reshape where the kernel is whole strides (the first conv, 10 = 2 x 5: two row
+    # slices; the last two, 2 = 1 x 2: none), a slice per tap elsewhere (four convs of kernel 3)
+    assert ops.count("Slice") >= 2 + 4 * 3 and ops.count("Reshape") >= 3
 
 
 def test_int8_is_smaller_and_close(exported):
