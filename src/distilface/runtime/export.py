@@ -78,8 +78,8 @@ class _SlicedStepConv(StepConv):
         batch1 = self.batch1 and int(x.shape[0]) == 1
         if k % s == 0 and (t - k) % s == 0 and (batch1 or not self.batch1):
             # Kernel a whole number of strides and no leftover steps: rows of s steps (a reshape,
-            # no copy) hold the patches, kernel / stride rows each. Fewer nodes than k slices: -8 to
-            # -9 us of fixed cost per streaming call (docs/performance.md). Leftover steps are the
+            # no copy) hold the patches, kernel / stride rows each. Fewer nodes than k slices: about
+            # 10 us less per streaming call (docs/performance.md). Leftover steps are the
             # same for every stream length L = 320 (n - 1) + receptive (320 is a multiple of every
             # layer's total stride), so the trace's length decides for all of them.
             rows = x.reshape((1, -1, s * c_in) if batch1 else (-1, t // s, s * c_in))
