@@ -25,9 +25,9 @@ from distilface.runtime.step import stream_geometry
 from distilface.student import StudentConfig, build_student
 
 
-def tiny(arch="conv"):
+def tiny(arch="conv", **kw):
     torch.manual_seed(0)
-    return build_student(StudentConfig(arch=arch, channels=16, context_groups=8)).eval()
+    return build_student(StudentConfig(arch=arch, channels=16, context_groups=8, **kw)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,40 @@ def test_mismatch_fails_loudly_and_writes_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_frame_grid_streaming_graph(tmp_path):
+    """On an 80-sample frame grid the streaming graph runs the dense encoder: its state is the
+    (W - 1) x 4 cached steps and 3 shared-layer outputs, and it still equals torch (the export's
+    own check streams real speech) and carries the grid to the runtime."""
+    model = tiny(frame_grid_samples=80)
+    rep = export_model(model, tmp_path / "g.onnx", streaming=True)
+    assert rep["max_abs_diff"] < 1e-4
+    m = OrtModel(tmp_path / "g.onnx")
+    g = m.geometry
+    assert (g.hop_samples, g.grid_samples, g.tail_steps, g.state_steps) == (80, 80, 3, 24 * 4 + 3)
+    assert m.meta["smooth_offset_samples"] == 240
+    audio = load_audio(EXAMPLE_AUDIO)
+    np.testing.assert_allclose(m.windows(np.stack([audio[:g.window_samples], audio[800: 800 + g.window_samples]])),
+                               model(torch.from_numpy(np.stack([audio[:g.window_samples],
+                                                                audio[800: 800 + g.window_samples]]))).detach().numpy(),
+                               atol=1e-5)
+
+
+def test_files_before_the_grid_still_load(exported, tmp_path):
+    """Exports from before the frame grid have no hop, grid or tail in their metadata: they stream
+    as before (hop = the encoder stride, no grid, no tail)."""
+    model, root, _ = exported
+    old = onnx.load(str(root / "streaming.onnx"))
+    for p in old.metadata_props:
+        if p.key == META_KEY:
+            meta = json.loads(p.value)
+            for k in ("hop_samples", "grid_samples", "tail_steps"):
+                meta.pop(k)
+            p.value = json.dumps(meta)
+    onnx.save(old, str(tmp_path / "old.onnx"))
+    g = OrtModel(tmp_path / "old.onnx").geometry
+    assert (g.hop_samples, g.grid_samples, g.tail_steps) == (320, 1, 0) and g == stream_geometry(model)
+
+
 @pytest.mark.parametrize("arch", ["mfcc", "whisper_conv"])
 def test_baselines_export_streaming(tmp_path, arch):
     rep = export_model(tiny(arch), tmp_path / "b.onnx", streaming=True)
@@ -132,6 +166,24 @@ def test_cli_export(tmp_path, capsys):
     rep = json.loads(capsys.readouterr().out)
     assert rep["graph"] == "streaming" and rep["frames"] == 198 and rep["max_abs_diff"] < 1e-4
     assert OrtModel(tmp_path / "m.onnx").meta["checked_fps"] == 60.0
+
+
+def test_cli_frame_grid_export_and_animate(tmp_path, capsys):
+    """`--frame-grid` through the real CLI: the export carries it, `animate` of the export equals
+    `animate` of the checkpoint on the same grid, and asking an export for another grid fails."""
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, tiny())
+    main(["export", str(ckpt), "-o", str(tmp_path / "g.onnx"), "--streaming", "--frame-grid", "160"])
+    assert OrtModel(tmp_path / "g.onnx").geometry.grid_samples == 160
+    capsys.readouterr()
+    for model, name in ((ckpt, "torch.csv"), (tmp_path / "g.onnx", "onnx.csv")):
+        main(["animate", str(EXAMPLE_AUDIO), "-o", str(tmp_path / name), "--model", str(model), "--frame-grid", "160",
+              "--no-progress"])
+    a, b = (np.genfromtxt(tmp_path / n, delimiter=",", skip_header=1)[:, 2:] for n in ("torch.csv", "onnx.csv"))
+    assert a.shape == (99, 61) and np.nanmax(np.abs(a - b)) < 1e-4
+    with pytest.raises(ValueError, match="export it again with --frame-grid 80"):
+        from distilface.animate import load_model
+        load_model(tmp_path / "g.onnx", frame_grid=80)
 
 
 NO_TORCH = """

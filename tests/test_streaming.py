@@ -111,3 +111,32 @@ def test_cost_per_frame_is_a_fraction_of_a_window():
     smooth = StreamingAnimator(EnsembleSmoothed(MODEL), 60.0)
     n = len(np.concatenate([smooth.push(audio), smooth.flush()]))
     assert smooth.stats["windows"] < 2.2 * n  # t + 1/60 s is often the next frame's t: computed once
+
+
+GRID = tiny(frame_grid_samples=80)  # the same weights as MODEL; one dense sequence for all frames
+
+
+@settings(max_examples=15, deadline=None)
+@given(sizes=st.lists(st.integers(1, 12000), min_size=1, max_size=40),
+       fps=st.sampled_from([30.0, 60.0]), smooth=st.booleans(), grid=st.sampled_from([80, 160, 7]))
+def test_frame_grid_any_chunking_equals_offline(sizes, fps, smooth, grid):
+    model = tiny(frame_grid_samples=grid)
+    model = EnsembleSmoothed(model) if smooth else model
+    got = stream(model, AUDIO, sizes, fps)
+    np.testing.assert_allclose(got, animate_audio(model, AUDIO, fps).values, atol=TOL, rtol=0)
+
+
+def test_frame_grid_shares_one_sequence():
+    """On an 80-sample grid every window of a 30 fps stream (smoothed too: its offset is 240
+    samples, on the grid) reads one dense sequence: one phase, 6.7 new steps of 80 samples a frame
+    instead of 5 of 320, and the state keeps the 3 shared-layer outputs that spare their audio."""
+    audio = np.tile(AUDIO, 3)
+    for model in (GRID, EnsembleSmoothed(GRID)):
+        s = StreamingAnimator(model, 30.0)
+        n = len(np.concatenate([s.push(audio[i: i + 533]) for i in range(0, len(audio), 533)] + [s.flush()]))
+        assert s.phases == 1 and s.geometry.hop_samples == 80 and s.geometry.tail_steps == 3
+        assert s.stats["encoder_steps"] <= len(audio) / 80 + 4 * GRID.steps_per_window + 3
+    assert EnsembleSmoothed(GRID).offset == 240 and EnsembleSmoothed(MODEL).offset == 267
+    # a 30 fps frame moves by at most 40 samples (2.5 ms) from its exact time
+    exact, snapped = OFFLINE[30.0, False], animate_audio(GRID, AUDIO, 30.0).values
+    assert exact.shape == snapped.shape and not np.allclose(exact, snapped, atol=TOL)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from distilface.checkpoint import load_student, save_checkpoint
-from distilface.student import Student, StudentConfig, count_parameters, encoder_stride, frame_starts
+from distilface.student import Student, StudentConfig, count_parameters, dense_hops, encoder_stride, frame_starts
 
 
 def windows_at(audio, starts, cfg):
@@ -84,3 +84,41 @@ def test_window_conv_paths_equal_a_plain_conv(steps):
     torch.testing.assert_close(conv.eval()(x), want, rtol=1e-5, atol=1e-5)
     lo, hi = conv.used_taps(steps)
     assert (lo, hi) == ((8, 56) if steps == 25 else (28, 36) if steps == 5 else (0, 63))
+
+
+@pytest.mark.parametrize("hop", dense_hops())
+def test_dense_encoder_equals_the_encoder_on_shifted_audio(hop):
+    torch.manual_seed(2)
+    model = Student(StudentConfig(channels=16, context_groups=8)).eval()
+    audio = 0.1 * torch.randn(1, 6000)
+    with torch.no_grad():
+        dense = model.encode_dense(audio, hop)
+        for q in (0, 1, 5, dense.shape[-1] - 1):
+            torch.testing.assert_close(dense[..., q], model.encode(audio[:, hop * q:])[..., 0], atol=1e-5, rtol=0)
+        # a stream in two calls: the second reads the first one's tail instead of R hops of audio again
+        r, n1, rec = model.dense_tail_steps(hop), 7, 400
+        first, tail = model.encode_dense_tail(audio[:, : hop * (n1 - 1) + rec], hop)
+        second, _ = model.encode_dense_tail(audio[:, hop * (n1 + r): hop * (n1 + 4) + rec], hop, tail)
+    assert r == {80: 3, 160: 1, 320: 0}.get(hop, r) and tail.shape == (1, r, 16)
+    torch.testing.assert_close(torch.cat([first, second], 2), dense[..., : n1 + 5], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="not one of"):
+        model.encode_dense(audio, 64)
+
+
+@pytest.mark.parametrize("grid", [80, 160, 7])
+def test_frames_on_a_grid(grid):
+    """Frame times round to the grid (half to even); the shared forward still equals per-window,
+    through one dense sequence where the grid is a dense hop, through phases where it is not."""
+    torch.manual_seed(0)
+    cfg = StudentConfig(channels=16, context_groups=8, frame_grid_samples=grid)
+    model = Student(cfg).eval()
+    starts = frame_starts(40, 30, cfg)
+    want = torch.round(torch.arange(40, dtype=torch.float64) * 16000 / 30 / grid).long() * grid - cfg.past_samples
+    assert torch.equal(starts, want) and bool(((starts + cfg.past_samples) % grid == 0).all())
+    assert int((starts - frame_starts(40, 30, StudentConfig(channels=16, context_groups=8))).abs().max()) <= grid / 2
+    audio = 0.1 * torch.randn(16000 + 999)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_frames(audio, starts), model(windows_at(audio, starts, cfg)),
+                                   atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="frame_grid_samples"):
+        StudentConfig(frame_grid_samples=321)

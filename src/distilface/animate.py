@@ -303,18 +303,24 @@ def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, bloc
 
 
 def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None = None,
-               ort_threads: int | None = None):
+               ort_threads: int | None = None, frame_grid: int | None = None):
     """A checkpoint as a torch student, or a `.onnx` export (`distilface export`) as an `OrtModel`
     that needs no torch (`ort_threads`: onnxruntime threads, None for its default); with `smooth`
-    (ensemble-smoothing weights, `distilface.smoothing`) wrapped to average three predictions."""
+    (ensemble-smoothing weights, `distilface.smoothing`) wrapped to average three predictions.
+    frame_grid: frame times on a grid of this many samples (`StudentConfig.frame_grid_samples`;
+    None: the model's own); an export carries the grid it was exported with."""
     if Path(model_path).suffix == ".onnx":
         from distilface.runtime.ort import OrtModel
 
         model = OrtModel(model_path, threads=ort_threads)
+        if frame_grid is not None and frame_grid != model.geometry.grid_samples:
+            raise ValueError(f"{model_path}: exported on a frame grid of {model.geometry.grid_samples} samples, "
+                             f"not {frame_grid}: export it again with --frame-grid {frame_grid}")
         return model.smoothed(smooth) if smooth is not None else model
     from distilface.checkpoint import load_student
+    from distilface.student import on_frame_grid
 
-    model, _ = load_student(model_path)
+    model = on_frame_grid(load_student(model_path)[0], frame_grid)
     if smooth is not None:
         from distilface.smoothing import EnsembleSmoothed
 
@@ -324,14 +330,16 @@ def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None
 
 def animate_command(audio_path: str | Path, out_path: str | Path, model_path: str | Path,
                     fps: float = 30.0, fmt: str | None = None, block_s: float = 60.0,
-                    progress: bool = True, smooth: tuple[float, float, float] | None = None) -> Path:
+                    progress: bool = True, smooth: tuple[float, float, float] | None = None,
+                    frame_grid: int | None = None) -> Path:
     """`distilface animate`: load the student, animate the file, write `out_path` in `fmt`
     (or by its extension, see `distilface.formats`); `smooth`: ensemble-smoothing weights
-    (`distilface.smoothing`). A `.onnx` model (`distilface export`) runs in onnxruntime and needs
-    no torch. Returns the path written."""
+    (`distilface.smoothing`); `frame_grid`: frame times on a grid of this many samples
+    (`load_model`). A `.onnx` model (`distilface export`) runs in onnxruntime and needs no torch.
+    Returns the path written."""
     from distilface.formats import format_for, write_curves
 
     fmt = format_for(out_path, fmt)  # a bad extension fails before the long run
-    model = load_model(model_path, smooth)
+    model = load_model(model_path, smooth, frame_grid=frame_grid)
     curves = animate_file(model, audio_path, fps=fps, block_s=block_s, progress=progress)
     return write_curves(curves, out_path, fmt, sound_file=str(audio_path))

@@ -281,10 +281,12 @@ def describe_student(model: Student, fps: float, timing_runs: int) -> dict[str, 
             **time_student(model, fps, timing_runs), "info": info}
 
 
-def _load_models(models: dict[str, Any]) -> dict[str, Student | None]:
-    """name -> None (the teacher), a checkpoint path, or (path, smoothing weights)."""
+def _load_models(models: dict[str, Any], frame_grid: int | None = None) -> dict[str, Student | None]:
+    """name -> None (the teacher), a checkpoint path, or (path, smoothing weights); students on
+    `frame_grid` (`distilface.student.on_frame_grid`)."""
     from distilface.checkpoint import load_student
     from distilface.smoothing import EnsembleSmoothed
+    from distilface.student import on_frame_grid
 
     if not models:
         raise ValueError("evaluate: no models given")
@@ -293,9 +295,9 @@ def _load_models(models: dict[str, Any]) -> dict[str, Student | None]:
         if spec is None:
             loaded[name] = None
         elif isinstance(spec, (tuple, list)):
-            loaded[name] = EnsembleSmoothed(load_student(spec[0])[0], tuple(spec[1]))
+            loaded[name] = EnsembleSmoothed(on_frame_grid(load_student(spec[0])[0], frame_grid), tuple(spec[1]))
         else:
-            loaded[name] = load_student(spec)[0]
+            loaded[name] = on_frame_grid(load_student(spec)[0], frame_grid)
     return loaded
 
 
@@ -459,13 +461,14 @@ def evaluate(models: dict[str, Any], out_dir: str | Path,
              seed: int = 0, corpus: str | Path = "runs/corpus-20h/manifest.jsonl",
              real: str | Path = "runs/asterisk-en/manifest.jsonl", *, cache_dir: str | Path | None = None,
              timing_runs: int = 50, progress: bool = True,
-             smooth: tuple[float, float, float] | None = None) -> dict[str, Any]:
+             smooth: tuple[float, float, float] | None = None, frame_grid: int | None = None) -> dict[str, Any]:
     """Score every model on every test set against the aligned teacher; write the report.
 
     models: display name -> student checkpoint path, (path, smoothing weights), or None for the
     teacher itself.
     smooth: ensemble-smoothing weights; each student is then also scored smoothed, as
     "<name> smoothed" (`distilface.smoothing`).
+    frame_grid: students' frame times on a grid of this many samples (None: their own).
     cache_dir: where the de/es test corpora are synthesised (default: `<out_dir>/../eval-cache`).
     Returns the report that is also written to `out_dir/eval.json` (with `eval.md` and `plots/`).
     Raises ValueError/FileNotFoundError for bad models or an unknown test-set name; a test set
@@ -483,7 +486,7 @@ def evaluate(models: dict[str, Any], out_dir: str | Path,
     plots_dir = out / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out.resolve().parent / "eval-cache"
-    students = _load_models(models)
+    students = _load_models(models, frame_grid)
     if smooth is not None:
         from distilface.smoothing import EnsembleSmoothed
 

@@ -19,20 +19,23 @@ from torch import nn
 
 from distilface.audio import SAMPLE_RATE_HZ
 # the weights and offset live with the torch-free runtime, which needs them without torch
-from distilface.runtime.streaming import DEFAULT_WEIGHTS, SMOOTH_OFFSET_SAMPLES, parse_weights  # noqa: F401
+from distilface.runtime.streaming import (DEFAULT_WEIGHTS, SMOOTH_OFFSET_SAMPLES, parse_weights,  # noqa: F401
+                                         smooth_offset_samples)
 
 
 class EnsembleSmoothed(nn.Module):
     """A student whose frame at t averages its predictions at t - 16.69 ms, t and t + 16.69 ms."""
 
     def __init__(self, student: nn.Module, weights: tuple[float, float, float] = DEFAULT_WEIGHTS,
-                 offset_samples: int = SMOOTH_OFFSET_SAMPLES) -> None:
+                 offset_samples: int | None = None) -> None:
         super().__init__()
         if len(weights) != 3 or abs(sum(weights) - 1) > 1e-6:
             raise ValueError(f"smoothing weights must be three numbers summing to 1, got {weights}")
         self.student = student
         self.weights = tuple(float(w) for w in weights)
-        self.offset = int(offset_samples)
+        # default: 1/60 s on the student's frame grid (267 samples off the grid)
+        grid = getattr(student.cfg, "frame_grid_samples", 1)
+        self.offset = smooth_offset_samples(grid) if offset_samples is None else int(offset_samples)
         inner = student.cfg
         off_ms = self.offset * 1000 / SAMPLE_RATE_HZ
         # the widened window: from the first prediction's window start to the last one's end

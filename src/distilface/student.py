@@ -20,7 +20,7 @@ different widths have feature maps of the same size (the hybrid feature loss nee
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,10 @@ class StudentConfig:
     context_groups: int = 8
     fc_dims: tuple[int, ...] = (256, 150)  # independent of channels (hybrid feature loss)
     arch: str = "conv"  # conv (Student) | mfcc | whisper_conv (baselines, see build_student)
+    # Frame times are rounded to a multiple of this many samples (1: to the sample). A grid that
+    # is one of `dense_hops()` lets all frames share one dense encoder pass (`encode_dense`)
+    # instead of one pass per phase. An inference setting: training never reads it.
+    frame_grid_samples: int = 1
 
     def __post_init__(self) -> None:
         self.names = tuple(self.names)
@@ -68,6 +72,9 @@ class StudentConfig:
             raise ValueError(f"channels {self.channels} not divisible by context_groups {self.context_groups}")
         if not 0 <= self.future_ms <= self.window_ms:
             raise ValueError(f"future_ms {self.future_ms} outside [0, window_ms]")
+        if not 1 <= int(self.frame_grid_samples) <= encoder_stride():
+            raise ValueError(f"frame_grid_samples must be 1..{encoder_stride()}, not {self.frame_grid_samples}")
+        self.frame_grid_samples = int(self.frame_grid_samples)
 
     @property
     def window_samples(self) -> int:
@@ -93,6 +100,24 @@ def encoder_stride() -> int:
     for stride in ENCODER_STRIDES:
         s *= stride
     return s
+
+
+def dense_hops() -> tuple[int, ...]:
+    """Spacings (samples) at which `Student.encode_dense` can run: the encoder's cumulative
+    strides (5, 10, 20, 40, 80, 160, 320)."""
+    hops, s = [], 1
+    for stride in ENCODER_STRIDES:
+        s *= stride
+        hops.append(s)
+    return tuple(hops)
+
+
+def stream_hop(student: nn.Module) -> int:
+    """Samples between the encoder steps a stream computes: the frame grid where the student has a
+    dense encoder for it (every frame then reads one shared sequence), else the encoder stride (one
+    sequence per phase of the frame grid)."""
+    grid = student.cfg.frame_grid_samples
+    return grid if grid in dense_hops() and hasattr(student, "encode_dense") else encoder_stride()
 
 
 def encoder_length(samples: int) -> int:
@@ -140,6 +165,16 @@ class StepConv(nn.Conv1d):
             patches = x.unfold(1, k, s).reshape(b, t_out, c_in * k)
             w = self.weight.reshape(c_out, c_in * k)
         return patches @ w.t()
+
+
+    def dense(self, x: torch.Tensor, dilation: int) -> torch.Tensor:  # (B, T, C_in) -> (B, T_out, C_out)
+        """The conv at stride 1 with its taps `dilation` steps apart: its output at every input
+        step, where `forward` gives every stride-th (`Student.encode_dense`)."""
+        k = self.kernel_size[0]
+        c_out, c_in, _ = self.weight.shape
+        b = x.shape[0]
+        patches = x.unfold(1, (k - 1) * dilation + 1, 1)[..., ::dilation]  # (B, T_out, C_in, k)
+        return patches.reshape(b, -1, c_in * k) @ self.weight.reshape(c_out, c_in * k).t()
 
 
 class WindowConv(nn.Conv1d):
@@ -220,6 +255,52 @@ class Student(nn.Module):
             x = F.gelu(norm(conv(x)))
         return self.proj(self.proj_norm(x)).transpose(1, 2)
 
+    def encode_dense(self, audio: torch.Tensor, hop: int) -> torch.Tensor:
+        """(B, samples) -> (B, C, steps): encoder steps every `hop` samples (one of `dense_hops()`),
+        step q equal to `encode(audio[:, hop * q:])[..., 0]`.
+
+        The layers whose total stride is at most `hop` (the *shared* layers) run as in `encode`,
+        once for all the shifted copies; each later layer runs at stride 1 with its taps as far
+        apart as its input steps would have been (a dilated conv, "a trous"). At hop 80 the first
+        five layers, 98 % of the encoder's multiply-adds, are shared by the four 80-sample phases
+        of the 320 stride."""
+        return self.encode_dense_tail(audio, hop)[0]
+
+    def dense_tail_steps(self, hop: int) -> int:
+        """Outputs of the shared layers (hop apart) that one dense step reads beyond its own: at
+        hop 80, 3 (the last two layers, kernel 2, dilations 1 and 2)."""
+        return sum((conv.kernel_size[0] - 1) * d for conv, d in self._dense_plan(hop) if d)
+
+    def _dense_plan(self, hop: int) -> list[tuple[nn.Module, int]]:
+        """(conv, dilation) per encoder layer of `encode_dense`: 0 for a shared layer."""
+        if hop not in dense_hops():
+            raise ValueError(f"encode_dense: hop {hop} is not one of {dense_hops()}")
+        plan, total = [], 1  # total: stride of the layer's input steps in samples
+        for conv in self.encoder_convs:
+            s = conv.stride[0]
+            plan.append((conv, 0 if total * s <= hop else total // hop))
+            total *= s
+        return plan
+
+    def encode_dense_tail(self, audio: torch.Tensor, hop: int,
+                          tail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`encode_dense` for a stream: tail (B, R, C) are the last R = `dense_tail_steps(hop)`
+        shared-layer outputs before `audio` (from the previous call), so `audio` need not hold
+        their samples again. Returns ((B, C, steps), the new tail (B, R, C)); with a tail, steps =
+        the shared layers' outputs on `audio`."""
+        r = self.dense_tail_steps(hop)
+        x = audio.unsqueeze(2)  # (B, samples, 1): channels last
+        new_tail = None
+        for (conv, d), norm in zip(self._dense_plan(hop), self.encoder_norms):
+            if d and new_tail is None:  # x: the shared layers' output, hop apart
+                if tail is not None:
+                    x = torch.cat([tail, x], dim=1)
+                new_tail = x[:, -r:]  # r >= 1: every upper layer has a kernel of 2 or more
+            x = F.gelu(norm(conv(x) if not d else conv.dense(x, d)))
+        if new_tail is None:  # hop 320: no upper layer, no tail
+            new_tail = x[:, :0]
+        return self.proj(self.proj_norm(x)).transpose(1, 2), new_tail
+
     # -- per-window part ----------------------------------------------------------------------
     def head(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, C, steps_per_window) -> {"fc": [fc feature maps], "pre": (N, out), "out": (N, out)}."""
@@ -268,8 +349,10 @@ class Student(nn.Module):
 
         audio: (samples,); frame_starts: (F,) int first sample of each frame's window (may be
         negative or run past the end: zero padding). Returns (F, outputs). Frames whose starts
-        are equal modulo the encoder stride share one encoder pass (30 fps: 3 phases)."""
-        stride = encoder_stride()
+        are equal modulo the stream hop (`stream_hop`: the encoder stride, 320, or the frame grid
+        with `encode_dense`) share one encoder pass (30 fps on no grid: 3 phases)."""
+        hop = stream_hop(self)
+        k = encoder_stride() // hop  # encoder sequence steps per 320 samples
         starts = frame_starts.to(torch.long)
         lo = int(starts.min())
         hi = int(starts.max()) + self.cfg.window_samples
@@ -277,14 +360,16 @@ class Student(nn.Module):
         base = min(lo, 0)
         out = torch.empty(len(starts), len(self.cfg.names), dtype=audio.dtype)
         rel = starts - base
-        for phase in torch.unique(rel % stride).tolist():
-            idx = torch.nonzero(rel % stride == phase).squeeze(1)
-            steps = (rel[idx] - phase) // stride  # encoder step of each window's first feature
+        taps = torch.arange(self.steps_per_window) * k
+        for phase in torch.unique(rel % hop).tolist():
+            idx = torch.nonzero(rel % hop == phase).squeeze(1)
+            steps = (rel[idx] - phase) // hop  # sequence step of each window's first feature
             first, last = int(steps.min()), int(steps.max())
-            seg = padded[phase + first * stride: phase + last * stride + self.cfg.window_samples]
-            feats = self.encode(seg.unsqueeze(0))[0]  # (C, steps)
-            wins = feats.unfold(1, self.steps_per_window, 1)  # (C, n, W)
-            out[idx] = self.head(wins[:, steps - first].permute(1, 0, 2))["out"]
+            seg = padded[phase + first * hop: phase + last * hop + self.cfg.window_samples]
+            seq = seg.unsqueeze(0)
+            feats = (self.encode(seq) if hop == encoder_stride() else self.encode_dense(seq, hop))[0]  # (C, steps)
+            wins = feats[:, (steps - first)[:, None] + taps[None, :]]  # (C, n, W)
+            out[idx] = self.head(wins.permute(1, 0, 2))["out"]
         return out
 
 
@@ -298,10 +383,20 @@ def build_student(cfg: StudentConfig) -> nn.Module:
     return BASELINES[cfg.arch](cfg)
 
 
+def on_frame_grid(student: nn.Module, grid_samples: int | None) -> nn.Module:
+    """`student` with its frame times on a grid of `grid_samples` (None: as it is); wrap it for
+    smoothing after this, so that the smoothing offset lands on the grid too."""
+    if grid_samples is not None:
+        student.cfg = replace(student.cfg, frame_grid_samples=int(grid_samples))
+    return student
+
+
 def frame_starts(num_frames: int, fps: float, cfg: StudentConfig) -> torch.Tensor:
-    """First sample of each frame's window: frame k shows time k / fps (rounded to a sample)."""
+    """First sample of each frame's window: frame k shows time k / fps rounded to a multiple of
+    `cfg.frame_grid_samples` (1: to a sample), round half to even as `StreamingAnimator`."""
     k = torch.arange(num_frames, dtype=torch.float64)
-    return torch.round(k * SAMPLE_RATE_HZ / fps).to(torch.long) - cfg.past_samples
+    grid = getattr(cfg, "frame_grid_samples", 1)
+    return torch.round(k * SAMPLE_RATE_HZ / fps / grid).to(torch.long) * grid - cfg.past_samples
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -136,10 +136,21 @@ print(json.dumps({"peak_rss_mb": hwm_mb(), "after_imports_mb": before}))
 """
 
 
+def steps_per_frame(geometry: Any, fps: float = 30.0, frames: int = 300) -> float:
+    """New sequence steps a stream computes per frame on average: at 30 fps on no frame grid 5
+    (3 phases, each frame 1600 samples after the last of its phase), with a dense encoder at an
+    80-sample grid 6.67 (one sequence, 533.3 samples a frame)."""
+    g = geometry
+    t = np.round(np.arange(frames) * SAMPLE_RATE_HZ / fps / g.grid_samples) * g.grid_samples
+    return len(np.unique(t % g.hop_samples)) * SAMPLE_RATE_HZ / fps / g.hop_samples
+
+
 def fit_step_cost(time_ms: Callable[[int, int], float], steps: tuple[int, ...] = (1, 5, 9),
-                  windows: tuple[int, ...] = (1, 2, 3), repeats: int = 3) -> dict[str, float]:
+                  windows: tuple[int, ...] = (1, 2, 3), repeats: int = 3,
+                  frame_steps: float = 5.0) -> dict[str, float]:
     """Split t(n, F) = fixed + n * step + F * head of a streaming call's time over a grid of n new
-    encoder steps and F windows. Each point is timed `repeats` times, interleaved (a change of
+    sequence steps and F windows; a 30 fps frame is fixed + frame_steps * step + head
+    (`steps_per_frame`). Each point is timed `repeats` times, interleaved (a change of
     machine load falls on all points), and keeps its fastest time: load only ever adds time, and
     one slow repeat pulled a plain fit of all repeats to a negative fixed cost (c0-2-64ms-ft,
     2026-12-06). The fit is non-negative least squares: a negative cost is not a cost.
@@ -152,10 +163,10 @@ def fit_step_cost(time_ms: Callable[[int, int], float], steps: tuple[int, ...] =
     y = times.min(axis=0)
     a = np.array([[1.0, n, f] for n, f in cells])
     (fixed, step, head), _ = nnls(a, y)
-    frame = fixed + 5 * step + head
+    frame = fixed + frame_steps * step + head
     resid = float(np.abs(y - a @ np.array([fixed, step, head])).max())
     return {"fixed_ms": float(fixed), "per_step_ms": float(step), "per_head_ms": float(head),
-            "frame_30fps_ms": float(frame), "max_residual_ms": resid, "points": times.size,
+            "frame_steps": float(frame_steps), "frame_30fps_ms": float(frame), "max_residual_ms": resid, "points": times.size,
             "unstable": bool(resid > 0.2 * frame)}
 
 
@@ -166,8 +177,9 @@ def ort_step_timer(model: Any, calls: int = 200) -> Callable[[int, int], float]:
     rng = np.random.default_rng(0)
 
     def time_ms(n: int, f: int) -> float:
-        audio = (0.1 * rng.standard_normal(g.stride_samples * (n - 1) + g.receptive_samples)).astype(np.float32)
-        cache = rng.standard_normal((g.feature_channels, g.steps_per_window - 1)).astype(np.float32)
+        audio = (0.1 * rng.standard_normal(g.hop_samples * (n - 1 - g.tail_steps) + g.receptive_samples)
+                 ).astype(np.float32)
+        cache = rng.standard_normal((g.feature_channels, g.state_steps)).astype(np.float32)
         starts = ((n - 1) - np.arange(f) % n).astype(np.int64)  # windows ending in the new steps
         for _ in range(10):
             model.phase_step(audio, cache, starts)
@@ -268,7 +280,9 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
     for r in cost:
         r["speedup"] = base / r["median_ms"]
 
-    split = fit_step_cost(ort_step_timer(models[("onnxruntime", "streaming")], calls=max(frames // 2, 10)))
+    ort_stream = models[("onnxruntime", "streaming")]
+    split = fit_step_cost(ort_step_timer(ort_stream, calls=max(frames // 2, 10)),
+                          frame_steps=steps_per_frame(ort_stream.geometry))
 
     long_audio = looped(clip, offline_s)
     offline = []
@@ -333,8 +347,9 @@ def format_markdown(result: dict[str, Any]) -> str:
                          f"{r['speedup']:.1f}x | {r['bytes'] / 1e6:.2f} MB |")
         sp = m.get("step_split")
         if sp:
+            n = sp.get("frame_steps", 5.0)
             lines += ["", "| onnxruntime streaming call | fixed | per encoder step | per head pass | "
-                      "30 fps frame (fixed + 5 steps + 1 head) | largest residual |", "|---|---|---|---|---|---|",
+                      f"30 fps frame (fixed + {n:.3g} steps + 1 head) | largest residual |", "|---|---|---|---|---|---|",
                       f"| us | {1000 * sp['fixed_ms']:.1f} | {1000 * sp['per_step_ms']:.1f} | "
                       f"{1000 * sp['per_head_ms']:.1f} | {1000 * sp['frame_30fps_ms']:.1f} | "
                       f"{1000 * sp['max_residual_ms']:.1f}{' (unstable fit)' if sp.get('unstable') else ''} |"]

@@ -94,6 +94,14 @@ class _SlicedStepConv(StepConv):
         out = patches @ self.weight.permute(0, 2, 1).reshape(c_out, k * c_in).t()
         return out if self.bias is None else out + self.bias
 
+    def dense(self, x: torch.Tensor, dilation: int) -> torch.Tensor:  # (B, T, C_in) -> (B, T_out, C_out)
+        """`StepConv.dense` by k slices `dilation` rows apart, ends counted from the back."""
+        k = self.kernel_size[0]
+        c_out, c_in, _ = self.weight.shape
+        reach = (k - 1) * dilation
+        patches = torch.cat([x[:, j * dilation: (j * dilation - reach) or None] for j in range(k)], dim=2)
+        return patches @ self.weight.permute(0, 2, 1).reshape(c_out, k * c_in).t()
+
 
 class _FixedWindowConv(WindowConv):
     """WindowConv at inference on windows of `steps` steps: the used taps are fixed here, not read
@@ -140,8 +148,8 @@ def _graph_module(student: nn.Module, graph: str) -> tuple[nn.Module, tuple, dic
         return _Windowed(twin), args, kw
     new_steps = 4
     gen = torch.Generator().manual_seed(0)
-    audio = 0.1 * torch.randn(1, g.receptive_samples + (new_steps - 1) * g.stride_samples, generator=gen)
-    cache = torch.randn(1, g.feature_channels, g.steps_per_window - 1, generator=gen)
+    audio = 0.1 * torch.randn(1, g.receptive_samples + (new_steps - 1 - g.tail_steps) * g.hop_samples, generator=gen)
+    cache = torch.randn(1, g.feature_channels, g.state_steps, generator=gen)
     args = (audio, cache, torch.tensor([1, new_steps - 1]))
     kw = {"input_names": ["audio", "cache", "frames"], "output_names": ["curves", "cache_out"],
           "dynamic_axes": {"audio": {1: "samples"}, "frames": {0: "frames"}, "curves": {0: "frames"}}}
@@ -152,14 +160,14 @@ def _graph_module(student: nn.Module, graph: str) -> tuple[nn.Module, tuple, dic
 
 
 def _metadata(student: nn.Module, graph: str, int8: bool, source: str, fps: float) -> dict[str, Any]:
-    from distilface.smoothing import SMOOTH_OFFSET_SAMPLES
+    from distilface.smoothing import smooth_offset_samples
 
     cfg = student.cfg
     return {"version": META_VERSION, "graph": graph, "int8": int8, "source": source,
             "arch": cfg.arch, "channels": cfg.channels, "window_ms": cfg.window_ms, "future_ms": cfg.future_ms,
             "output_activation": cfg.output_activation, "names": list(cfg.names),
             "sample_rate_hz": SAMPLE_RATE_HZ, "checked_fps": fps,
-            "smooth_offset_samples": SMOOTH_OFFSET_SAMPLES, **asdict(stream_geometry(student))}
+            "smooth_offset_samples": smooth_offset_samples(cfg.frame_grid_samples), **asdict(stream_geometry(student))}
 
 
 def _write_onnx(student: nn.Module, graph: str, path: Path, meta: dict[str, Any]) -> None:

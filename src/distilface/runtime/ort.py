@@ -53,7 +53,8 @@ class OrtModel:
         self.graph: str = self.meta["graph"]
         self.streaming = self.graph == "streaming"
         self.names: tuple[str, ...] = tuple(self.meta["names"])
-        self.geometry = StreamGeometry(**{f.name: int(self.meta[f.name]) for f in fields(StreamGeometry)})
+        self.geometry = StreamGeometry(**{f.name: int(self.meta[f.name]) for f in fields(StreamGeometry)
+                                          if f.name in self.meta})  # files before the grid: its defaults
 
     def __repr__(self) -> str:
         kind = f"{self.graph}, int8" if self.meta.get("int8") else self.graph
@@ -65,13 +66,13 @@ class OrtModel:
 
     def phase_step(self, audio: np.ndarray, cache: np.ndarray | None,
                    frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Streaming graph: (L,) new-step audio, (C, W - 1) cache or None, (F,) window indices ->
-        ((F, outputs) frames, (C, W - 1) cache); see `distilface.runtime.step`."""
+        """Streaming graph: (L,) new-step audio, (C, S + R) state or None, (F,) window indices ->
+        ((F, outputs) frames, (C, S + R) state); see `distilface.runtime.step`."""
         if not self.streaming:
             raise ValueError(f"{self.path}: a windowed graph has no streaming step; export with --streaming")
         g = self.geometry
         if cache is None:
-            cache = np.zeros((g.feature_channels, g.steps_per_window - 1), np.float32)
+            cache = np.zeros((g.feature_channels, g.state_steps), np.float32)
         out, cache_out = self.session.run(None, {
             "audio": np.ascontiguousarray(audio, np.float32)[None],
             "cache": np.ascontiguousarray(cache, np.float32)[None],
@@ -83,6 +84,6 @@ class OrtModel:
         windows = np.ascontiguousarray(windows, np.float32)
         if self.streaming:  # every window alone: its steps, no cache read
             g = self.geometry
-            first = np.zeros(1, np.int64) + g.steps_per_window - 1
+            first = np.zeros(1, np.int64) + g.cache_steps + g.tail_steps
             return np.concatenate([self.phase_step(w[: g.span_samples], None, first)[0] for w in windows])
         return self.session.run(None, {"window": windows})[0]

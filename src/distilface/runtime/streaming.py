@@ -55,12 +55,38 @@ class StreamGeometry:
     steps_per_window: int  # encoder steps the head reads (W)
     receptive_samples: int  # audio under one encoder step
     feature_channels: int  # C of the encoder output (and of the cache)
+    # Between the steps of the sequence a stream computes and caches: the encoder stride (one
+    # sequence per phase), or the frame grid with a dense encoder (`Student.encode_dense`: one
+    # sequence; a window then reads every stride / hop-th step). 0 in files before it: the stride.
+    hop_samples: int = 0
+    grid_samples: int = 1  # frame times are multiples of it (`StudentConfig.frame_grid_samples`)
+    tail_steps: int = 0  # R: shared-layer outputs kept in the state after the cache (runtime.step)
 
     def __post_init__(self) -> None:
         span = (self.steps_per_window - 1) * self.stride_samples + self.receptive_samples
         if self.steps_per_window < 2 or span > self.window_samples:
             raise ValueError(f"stream geometry: {self.steps_per_window} steps of {self.receptive_samples} "
                              f"samples every {self.stride_samples} do not fit a {self.window_samples}-sample window")
+        if not self.hop_samples:
+            object.__setattr__(self, "hop_samples", self.stride_samples)
+        if self.stride_samples % self.hop_samples or self.grid_samples < 1:
+            raise ValueError(f"stream geometry: hop {self.hop_samples} does not divide the stride "
+                             f"{self.stride_samples}, or grid {self.grid_samples} < 1")
+
+    @property
+    def dilation(self) -> int:
+        """Sequence steps between a window's consecutive encoder steps (1 without a dense encoder)."""
+        return self.stride_samples // self.hop_samples
+
+    @property
+    def cache_steps(self) -> int:
+        """Sequence steps of a phase's cache: all of a window's but its first."""
+        return (self.steps_per_window - 1) * self.dilation
+
+    @property
+    def state_steps(self) -> int:
+        """Length of the state a streaming call takes and returns: the cache, then the tail."""
+        return self.cache_steps + self.tail_steps
 
     @property
     def span_samples(self) -> int:
@@ -69,6 +95,12 @@ class StreamGeometry:
 
 
 SMOOTH_OFFSET_SAMPLES = round(SAMPLE_RATE_HZ / 60)  # ensemble smoothing: 267 samples = 16.69 ms
+
+
+def smooth_offset_samples(grid_samples: int = 1) -> int:
+    """The smoothing offset on a frame grid: 1/60 s rounded to a multiple of the grid (80: 240
+    samples, 15 ms), so that all three predictions of a frame stay on the grid's one phase."""
+    return max(round(SAMPLE_RATE_HZ / 60 / grid_samples), 1) * grid_samples
 DEFAULT_WEIGHTS = (0.25, 0.5, 0.25)
 
 
@@ -227,8 +259,9 @@ class StreamingAnimator:
     # -- scheduling ---------------------------------------------------------------------------
     def _start(self, k: int, i: int) -> int:
         """First sample of prediction i's window of frame k: `frame_starts` of the widened window
-        (round half to even, as torch.round) plus the prediction's offset."""
-        return round(k * SAMPLE_RATE_HZ / self.fps) - self._past + self._preds[i][0]
+        (on the frame grid, round half to even as torch.round) plus the prediction's offset."""
+        grid = self.geometry.grid_samples
+        return round(k * SAMPLE_RATE_HZ / self.fps / grid) * grid - self._past + self._preds[i][0]
 
     def _next_start(self) -> int:
         """Start of the earliest window not yet run: no later window reads audio before it."""
@@ -275,11 +308,11 @@ class StreamingAnimator:
         if self._streaming:
             by_phase: dict[int, list[int]] = defaultdict(list)
             for j, (s, _, _) in enumerate(jobs):
-                by_phase[s % g.stride_samples].append(j)
+                by_phase[s % g.hop_samples].append(j)
             for phase, js in by_phase.items():
-                got = self._run_phase(phase, sorted({(jobs[j][0] - phase) // g.stride_samples for j in js}))
+                got = self._run_phase(phase, sorted({(jobs[j][0] - phase) // g.hop_samples for j in js}))
                 for j in js:
-                    preds[j] = got[(jobs[j][0] - phase) // g.stride_samples]
+                    preds[j] = got[(jobs[j][0] - phase) // g.hop_samples]
         else:
             windows = np.stack([self._samples(s, s + g.window_samples) for s, _, _ in jobs])
             preds = list(self.backend.windows(windows))
@@ -290,9 +323,9 @@ class StreamingAnimator:
             self._acc[k] = w * pred if k not in self._acc else self._acc[k] + w * pred
 
     def _run_phase(self, phase: int, firsts: list[int]) -> dict[int, np.ndarray]:
-        """Frames of windows starting at encoder steps `firsts` (ascending) of one phase."""
+        """Frames of windows starting at sequence steps `firsts` (ascending) of one phase."""
         g = self.geometry
-        w = g.steps_per_window
+        w = g.cache_steps + 1  # sequence steps from a window's first encoder step to its last
         st = self._phases.get(phase)
         got: dict[int, np.ndarray] = {}
         if st is not None and firsts[0] < st.first:
@@ -302,13 +335,16 @@ class StreamingAnimator:
             firsts = firsts[1:]
         if not firsts:
             return got
+        r = g.tail_steps
         if st is not None and firsts[0] <= st.first + w:  # new steps follow the cache directly
-            base, cache = st.first + 1, st.cache
+            base, cache = st.first + 1, st.cache  # base: the step at index 0 of cache + new steps
+            new_from, skip = base + w - 1, r  # the state's tail covers the first r hops of audio
         else:  # first window of this phase, or a gap: nothing cached is read
-            base, cache = firsts[0] - (w - 1), None
-        new_from, new_to = base + w - 1, firsts[-1] + w - 1  # encoder steps to compute
-        audio = self._samples(phase + new_from * g.stride_samples,
-                              phase + new_to * g.stride_samples + g.receptive_samples)
+            base, cache = firsts[0] - (w - 1) - r, None  # r new steps before firsts[0] read zeros
+            new_from, skip = firsts[0], 0
+        new_to = firsts[-1] + w - 1  # the last encoder step to compute
+        audio = self._samples(phase + (new_from + skip) * g.hop_samples,
+                              phase + new_to * g.hop_samples + g.receptive_samples)
         out, cache = self.backend.phase_step(audio, cache, np.asarray(firsts, np.int64) - base)
         self.stats["encoder_steps"] += new_to - new_from + 1
         self.stats["windows"] += len(firsts)
