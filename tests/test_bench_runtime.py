@@ -11,15 +11,15 @@ from distilface.audio import EXAMPLE_AUDIO, SAMPLE_RATE_HZ, load_audio
 from distilface.checkpoint import save_checkpoint
 from distilface.cli import main
 from distilface.curves import num_frames
-from distilface.runtime.bench import (fit_step_cost, looped, median_p99, ort_step_timer, stream_frame_times_ms,
-                                      window_times_ms)
+from distilface.runtime.bench import (fit_step_cost, looped, median_p99, ort_step_timer, steps_per_frame,
+                                      stream_frame_times_ms, window_times_ms)
 from distilface.runtime.streaming import StreamingAnimator
 from distilface.student import StudentConfig, build_student
 
 
-def tiny():
+def tiny(**kw):
     torch.manual_seed(0)
-    return build_student(StudentConfig(channels=16, context_groups=8)).eval()
+    return build_student(StudentConfig(channels=16, context_groups=8, **kw)).eval()
 
 
 def test_median_p99_by_hand():
@@ -113,12 +113,43 @@ def test_step_timer_calls_valid_windows(tmp_path):
     assert calls[-1][0] == 8 * g.stride_samples + g.receptive_samples and list(calls[-1][1]) == [8]
 
 
-def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path):
+def test_steps_per_frame_by_hand():
+    from distilface.runtime.streaming import StreamGeometry
+
+    base = dict(window_samples=8192, past_samples=4096, stride_samples=320, steps_per_window=25,
+                receptive_samples=400, feature_channels=8)
+    # no grid: 3 phases of 320-sample steps, a frame every 1600 samples in each: 5 steps
+    assert steps_per_frame(StreamGeometry(**base)) == pytest.approx(5.0)
+    # one dense sequence: 16000 / 30 / 80 = 6.67 steps of 80 samples, or 3.33 of 160
+    assert steps_per_frame(StreamGeometry(**base, hop_samples=80, grid_samples=80)) == pytest.approx(20 / 3)
+    assert steps_per_frame(StreamGeometry(**base, hop_samples=160, grid_samples=160)) == pytest.approx(10 / 3)
+    assert steps_per_frame(StreamGeometry(**base), fps=50.0) == pytest.approx(1.0)  # one phase, a step a frame
+
+
+def test_step_timer_on_a_grid_feeds_the_state_and_audio_a_call_takes(tmp_path):
+    from distilface.runtime.export import export_model
+    from distilface.runtime.ort import OrtModel
+
+    f = tmp_path / "g.onnx"
+    export_model(tiny(frame_grid_samples=80), f, streaming=True)
+    model = OrtModel(f)
+    g = model.geometry
+    calls = []
+    real = model.phase_step
+    model.phase_step = lambda a, c, s: calls.append((len(a), c.shape)) or real(a, c, s)
+    ort_step_timer(model, calls=3)(5, 1)
+    # 5 new steps 80 samples apart, the first 3 hops' shared outputs read from the state
+    assert calls[0] == (4 * 80 + g.receptive_samples - 3 * 80, (g.feature_channels, 24 * 4 + 3))
+
+
+@pytest.mark.parametrize("grid", [None, 80])
+def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path, grid):
     ckpt = tmp_path / "tiny.pt"
     save_checkpoint(ckpt, tiny())
     out = tmp_path / "perf"
     main(["bench", "runtime", str(ckpt), "--frames", "20", "--offline-s", "3", "--memory-s", "1",
-          "--latency-s", "0", "--equality-seeds", "1", "--onnx-dir", str(tmp_path / "onnx"), "--out", str(out)])
+          "--latency-s", "0", "--equality-seeds", "1", "--onnx-dir", str(tmp_path / "onnx"), "--out", str(out),
+          *(["--frame-grid", str(grid)] if grid else [])])
     r = json.loads(out.with_suffix(".json").read_text())
     (m,) = r["models"]
     cost = {(c["runtime"], c["graph"]): c for c in m["cost"]}
@@ -139,7 +170,10 @@ def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path):
     assert fp32 and all(e["max_abs_diff"] < 1e-4 for e in fp32)
     sp = m["step_split"]
     assert sp["points"] == 27 and min(sp["fixed_ms"], sp["per_step_ms"], sp["per_head_ms"]) >= 0
-    assert sp["frame_30fps_ms"] == pytest.approx(sp["fixed_ms"] + 5 * sp["per_step_ms"] + sp["per_head_ms"])
+    n = 20 / 3 if grid else 5  # new steps per 30 fps frame
+    assert sp["frame_steps"] == pytest.approx(n) and m["frame_grid_samples"] == (grid or 1)
+    assert sp["frame_30fps_ms"] == pytest.approx(sp["fixed_ms"] + n * sp["per_step_ms"] + sp["per_head_ms"])
     md = out.with_suffix(".md").read_text()
+    assert ("frame grid 80 samples" in md) == bool(grid)
     assert "| onnxruntime streaming call | fixed |" in md
     assert "| onnxruntime int8 | streaming |" in md and out.with_suffix(".png").stat().st_size > 1000

@@ -150,7 +150,8 @@ def _bench_runtime(a: argparse.Namespace) -> None:
 
     names = a.models or list(registry()["models"])
     result = bench_runtime(names, Path(a.onnx_dir), frames=a.frames, offline_s=a.offline_s,
-                           memory_s=a.memory_s, latency_s=a.latency_s, equality_seeds=a.equality_seeds)
+                           memory_s=a.memory_s, latency_s=a.latency_s, equality_seeds=a.equality_seeds,
+                           frame_grid=a.frame_grid)
     if a.out:
         write_results(result, a.out)
     print(format_markdown(result))
@@ -420,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--memory-s", type=float, default=60.0, help="audio streamed by the memory probe, seconds")
     br.add_argument("--latency-s", type=float, default=20.0, help="audio sent over loopback, seconds (0: skip)")
     br.add_argument("--equality-seeds", type=int, default=3, help="random chunkings per runtime (0: skip)")
+    br.add_argument("--frame-grid", type=int, default=None, metavar="N",
+                    help="frame times on a grid of N samples, as for animate (default: each model's own)")
     br.add_argument("--onnx-dir", default="runs/runtime-bench", help="where the exported graphs go")
     br.add_argument("--out", default=None, help="write <out>.json, <out>.md and <out>.png")
     br.set_defaults(func=_bench_runtime)

@@ -131,6 +131,9 @@ else:
 audio = looped(load_audio(EXAMPLE_AUDIO), seconds)
 before = hwm_mb()
 model = load_student(path)[0] if runtime == "torch" else OrtModel(path, threads=1)
+if runtime == "torch":  # the export carries its frame grid; the checkpoint gets the run's
+    from distilface.student import on_frame_grid
+    model = on_frame_grid(model, int(sys.argv[4]))
 stream_all(StreamingAnimator(model, 30.0), audio, 533)
 print(json.dumps({"peak_rss_mb": hwm_mb(), "after_imports_mb": before}))
 """
@@ -193,11 +196,11 @@ def ort_step_timer(model: Any, calls: int = 200) -> Callable[[int, int], float]:
     return time_ms
 
 
-def peak_memory(runtime: str, path: Path, seconds: float = 60.0) -> dict[str, float]:
+def peak_memory(runtime: str, path: Path, seconds: float = 60.0, frame_grid: int = 1) -> dict[str, float]:
     """Peak RSS (MB) of a fresh process streaming `seconds` through `path` in `runtime`, and the
     part added by loading and running the model (peak minus the peak after imports and audio)."""
     r = subprocess.run([sys.executable, "-c", _PROBE, "torch" if runtime == "torch" else "onnxruntime",
-                        str(path), str(seconds)], capture_output=True, text=True,
+                        str(path), str(seconds), str(frame_grid)], capture_output=True, text=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
     if r.returncode != 0:
         raise RuntimeError(f"memory probe ({runtime}, {path}) failed: {r.stderr.strip()[-500:]}")
@@ -232,8 +235,10 @@ def equality(runtimes: dict[str, Any], smoothed: Any, audio: np.ndarray, seeds: 
 
 
 def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float = 600.0, fps: float = 30.0,
-                memory_s: float = 60.0, latency_s: float = 0.0, equality_seeds: int = 3) -> dict[str, Any]:
-    """Every figure of the module doc for one model (a shipped name or a checkpoint path)."""
+                memory_s: float = 60.0, latency_s: float = 0.0, equality_seeds: int = 3,
+                frame_grid: int | None = None) -> dict[str, Any]:
+    """Every figure of the module doc for one model (a shipped name or a checkpoint path);
+    frame_grid: its frame times on a grid of this many samples (None: the model's own)."""
     import torch
 
     from distilface.audio import EXAMPLE_AUDIO, load_audio
@@ -242,11 +247,11 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
     from distilface.runtime.export import export_model
     from distilface.runtime.ort import OrtModel
     from distilface.smoothing import DEFAULT_WEIGHTS, EnsembleSmoothed
+    from distilface.student import on_frame_grid
 
     torch.set_num_threads(1)
     path = resolve_model(name)
-    student, _ = load_student(path)
-    student.eval()
+    student = on_frame_grid(load_student(path)[0], frame_grid).eval()
     out_dir = onnx_dir / Path(name).stem
     out_dir.mkdir(parents=True, exist_ok=True)
     models: dict[tuple[str, str], Any] = {("torch", g): student for g in GRAPHS}
@@ -290,7 +295,8 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
         m = models[(rt, "streaming")]
         with torch.inference_mode():
             offline.append({"runtime": rt, **offline_rtf(m, long_audio, fps)})
-    memory = [{"runtime": rt, **peak_memory(rt, files[(rt, "streaming")], memory_s)} for rt in RUNTIMES]
+    memory = [{"runtime": rt, **peak_memory(rt, files[(rt, "streaming")], memory_s, student.cfg.frame_grid_samples)}
+              for rt in RUNTIMES]
 
     eq = []
     if equality_seeds:
@@ -309,6 +315,7 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
                    "smoothed": loopback_latency(models[("onnxruntime", "streaming")], latency_s, fps,
                                                 smooth=DEFAULT_WEIGHTS)}
     return {"model": name, "path": str(path), "future_ms": student.cfg.future_ms, "fps": fps,
+            "frame_grid_samples": student.cfg.frame_grid_samples,
             "parameters": sum(p.numel() for p in student.parameters()),
             "cost": cost, "step_split": split, "offline": offline, "memory": memory, "equality": eq, "latency": latency}
 
@@ -338,8 +345,9 @@ def _cpu_name() -> str:
 def format_markdown(result: dict[str, Any]) -> str:
     lines = []
     for m in result["models"]:
+        grid = m.get("frame_grid_samples", 1)
         lines += [f"### {m['model']} ({m['parameters']:,} parameters, {m['future_ms']:g} ms future context, "
-                  f"{m['fps']:g} fps)", "",
+                  f"{m['fps']:g} fps{f', frame grid {grid} samples' if grid > 1 else ''})", "",
                   "| runtime | graph | median ms/frame | p99 ms/frame | speed vs windowed torch | file |",
                   "|---|---|---|---|---|---|"]
         for r in m["cost"]:
