@@ -54,6 +54,18 @@ def test_params_and_macs_match_hand_computation(info):
     assert "parameters            2,963" in format_info(d)
 
 
+def test_macs_on_an_80_sample_frame_grid_by_hand():
+    """One dense sequence: per 80 new samples the first five layers gain 16, 8, 4, 2, 1 outputs,
+    the last two (dilated, stride 1) and proj 1 each. 30 fps: one sequence, 6.67 steps a frame."""
+    d = model_info(tiny(frame_grid_samples=80))
+    step = 16 * C * 10 + (8 + 4 + 2 + 1) * C * C * 3 + (1 + 1) * C * C * 2 + C * C
+    assert d["encoder_macs_per_step"] == step == 4480 and d["stream_hop_samples"] == 80
+    assert d["phases_30fps"] == 1
+    assert d["macs_per_frame_shared_30fps"] == pytest.approx(16000 / 30 / 80 * step + HEAD_MACS)
+    assert d["macs_per_frame_shared_30fps"] < 0.5 * model_info(tiny())["macs_per_frame_shared_30fps"]
+    assert "a step every 80 samples of stream; frame grid 80" in format_info(d)
+
+
 def test_hook_count_agrees_with_torch_flop_counter():
     model = tiny()
     window = torch.zeros(2, model.cfg.window_samples)

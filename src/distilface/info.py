@@ -8,11 +8,13 @@ Figures, all for one output frame and fp32:
   in_features; the window context conv, as run at inference, uses only the kernel taps a window
   reaches: 2 x 25 - 1 = 49 of 64 for a 25-step window). Norms and activations are elementwise and not counted as MACs (as thop/fvcore);
   their element count is reported as `elementwise_per_frame`;
-- MACs per frame with the shared encoder (`Student.forward_frames`): each phase of the frame grid
-  modulo the encoder stride runs the encoder once over the stream, so per frame the encoder costs
-  phases * hop_samples / encoder_stride encoder steps; the head runs once per frame. 50 fps: 1 phase,
-  1 step; 30 fps: 3 phases, 5/3 step hop -> 5 steps. The per-step encoder cost is measured, not
-  derived: MACs of `encode` on a window plus n steps of audio minus those on a window, over n;
+- MACs per frame with the shared encoder (`Student.forward_frames`): each phase of the frame times
+  modulo the stream hop (`stream_hop`: the encoder stride, or a frame grid with `encode_dense`)
+  runs the encoder once over the stream, so per frame the encoder costs phases * (samples per
+  frame) / hop steps; the head runs once per frame. 50 fps: 1 phase, 1 step; 30 fps: 3 phases,
+  5/3 step hop -> 5 steps; 30 fps on an 80-sample grid: 1 sequence, 6.67 steps of 80 samples.
+  The per-step encoder cost is measured, not derived: MACs of `encode` (or `encode_dense`) on a
+  window plus n steps of audio minus those on a window, over n;
 - memory (MB = 1e6 bytes): parameters + all intermediate tensors of one per-window evaluation, as
   the paper counts it ("params + all intermediate tensors"): every tensor an op allocates
   (views excluded), captured with a dispatch mode. The peak of simultaneously live intermediates is
@@ -37,7 +39,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from distilface.audio import SAMPLE_RATE_HZ
 from distilface.dataset import TRAIN_FPS
-from distilface.student import Student, WindowConv, count_parameters, encoder_stride, frame_starts
+from distilface.student import (Student, WindowConv, count_parameters, encoder_stride, frame_starts,
+                                stream_hop)
 
 BYTES_PER_FLOAT = 4  # fp32
 MB = 1e6
@@ -92,29 +95,33 @@ def _elementwise_per_frame(model: Student) -> int:
     return sum(n for op, n in trace.op_elements if any(k in op for k in names))
 
 
-def encoder_macs_per_step(model: Student, extra_steps: int = 8) -> float:
-    """MACs of the shared encoder per encoder step (20 ms) of stream, measured by differencing."""
+def encoder_macs_per_step(model: Student, extra_steps: int = 8, hop: int | None = None) -> float:
+    """MACs of the shared encoder per step of the sequence a stream computes, measured by
+    differencing: 20 ms steps of `encode`, or `hop`-sample steps of `encode_dense` (None: the
+    student's `stream_hop`)."""
     w = model.cfg.window_samples
-    stride = encoder_stride()
-    a = sum(_macs(model, model.encode, torch.zeros(1, w)).values())
-    b = sum(_macs(model, model.encode, torch.zeros(1, w + extra_steps * stride)).values())
+    hop = stream_hop(model) if hop is None else hop
+    enc = model.encode if hop == encoder_stride() else (lambda x: model.encode_dense(x, hop))
+    a = sum(_macs(model, enc, torch.zeros(1, w)).values())
+    b = sum(_macs(model, enc, torch.zeros(1, w + extra_steps * hop)).values())
     return (b - a) / extra_steps
 
 
 def phases(fps: float, model: Student, frames: int = 1000) -> int:
-    """Distinct window starts modulo the encoder stride on a frame grid (encoder passes per stream)."""
-    return len(torch.unique(frame_starts(frames, fps, model.cfg) % encoder_stride()))
+    """Distinct window starts modulo the stream hop on the frame grid (sequences per stream): at 30
+    fps 3 with no grid, 1 on an 80-sample grid with a dense encoder."""
+    return len(torch.unique(frame_starts(frames, fps, model.cfg) % stream_hop(model)))
 
 
 def shared_macs_per_frame(model: Student, fps: float, step_macs: float | None = None) -> float:
-    """Encoder amortised over the stream (phases x encoder cost per hop) + one head per frame.
-    step_macs: `encoder_macs_per_step(model)` when already known."""
+    """Encoder amortised over the stream (sequences x encoder cost per frame's hop) + one head per
+    frame. step_macs: `encoder_macs_per_step(model)` when already known."""
     cfg = model.cfg
     if step_macs is None:
         step_macs = encoder_macs_per_step(model)
     feats = torch.zeros(1, cfg.channels, model.steps_per_window)
     head = sum(_macs(model, model.head, feats).values())
-    hop_steps = SAMPLE_RATE_HZ / fps / encoder_stride()
+    hop_steps = SAMPLE_RATE_HZ / fps / stream_hop(model)
     return phases(fps, model) * hop_steps * step_macs + head
 
 
@@ -212,6 +219,8 @@ def model_info(model: Student) -> dict:
         "macs_per_layer_windowed": per_layer,
         "elementwise_per_frame": _elementwise_per_frame(model),
         "encoder_macs_per_step": step_macs,
+        "frame_grid_samples": cfg.frame_grid_samples,
+        "stream_hop_samples": stream_hop(model),
         "macs_per_frame_shared_30fps": shared_macs_per_frame(model, 30.0, step_macs),
         "macs_per_frame_shared_50fps": shared_macs_per_frame(model, TRAIN_FPS, step_macs),
         "phases_30fps": phases(30.0, model),
@@ -276,7 +285,8 @@ def format_info(d: dict) -> str:
         f"MACs/frame windowed   {_si(d['macs_per_frame_windowed'])} ({_si(2 * d['macs_per_frame_windowed'])}FLOPs)",
         f"MACs/frame shared     {_si(d['macs_per_frame_shared_30fps'])} at 30 fps ({d['phases_30fps']} phases), "
         f"{_si(d['macs_per_frame_shared_50fps'])} at 50 fps ({d['phases_50fps']} phase)",
-        f"encoder MACs/step     {_si(d['encoder_macs_per_step'])} (20 ms of stream)",
+        f"encoder MACs/step     {_si(d['encoder_macs_per_step'])} (a step every {d.get('stream_hop_samples', 320)} "
+        f"samples of stream; frame grid {d.get('frame_grid_samples', 1)})",
         f"memory fp32           {d['memory_mb']:.2f} MB = params {d['param_mb']:.2f} + intermediates "
         f"{d['activation_mb']:.2f} (peak live {d['peak_live_activation_mb']:.2f})",
         f"receptive field       {d['receptive_field_samples']} samples = {d['receptive_field_ms']:.1f} ms "

@@ -153,7 +153,11 @@ class StepConv(nn.Conv1d):
     Same parameters and result as Conv1d on (B, C, T); on CPU the encoder runs about 1.5x faster
     this way because its per-step LayerNorms then need no transposes (docs/students.md)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C_in)
+    def forward(self, x: torch.Tensor, dilation: int = 0) -> torch.Tensor:  # (B, T, C_in)
+        """dilation > 0: the conv at stride 1 with its taps that many steps apart, its output at
+        every input step where plain gives every stride-th (`Student.encode_dense`)."""
+        if dilation:
+            return self._dense(x, dilation)
         k, s = self.kernel_size[0], self.stride[0]
         c_out, c_in, _ = self.weight.shape
         b, t, _ = x.shape
@@ -167,9 +171,7 @@ class StepConv(nn.Conv1d):
         return patches @ w.t()
 
 
-    def dense(self, x: torch.Tensor, dilation: int) -> torch.Tensor:  # (B, T, C_in) -> (B, T_out, C_out)
-        """The conv at stride 1 with its taps `dilation` steps apart: its output at every input
-        step, where `forward` gives every stride-th (`Student.encode_dense`)."""
+    def _dense(self, x: torch.Tensor, dilation: int) -> torch.Tensor:  # (B, T, C_in) -> (B, T_out, C_out)
         k = self.kernel_size[0]
         c_out, c_in, _ = self.weight.shape
         b = x.shape[0]
@@ -296,7 +298,7 @@ class Student(nn.Module):
                 if tail is not None:
                     x = torch.cat([tail, x], dim=1)
                 new_tail = x[:, -r:]  # r >= 1: every upper layer has a kernel of 2 or more
-            x = F.gelu(norm(conv(x) if not d else conv.dense(x, d)))
+            x = F.gelu(norm(conv(x, d)))
         if new_tail is None:  # hop 320: no upper layer, no tail
             new_tail = x[:, :0]
         return self.proj(self.proj_norm(x)).transpose(1, 2), new_tail

@@ -69,7 +69,9 @@ class _SlicedStepConv(StepConv):
 
     batch1 = False  # set for the streaming graph: batch 1, time axis dynamic (else the reverse)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C_in) -> (B, T_out, C_out)
+    def forward(self, x: torch.Tensor, dilation: int = 0) -> torch.Tensor:  # (B, T, C_in) -> (B, T_out, C_out)
+        if dilation:
+            return self._dense(x, dilation)
         k, s = self.kernel_size[0], self.stride[0]
         c_out, c_in, _ = self.weight.shape
         t = int(x.shape[1])  # a constant of the trace: the window's length, or one valid stream length
@@ -94,8 +96,8 @@ class _SlicedStepConv(StepConv):
         out = patches @ self.weight.permute(0, 2, 1).reshape(c_out, k * c_in).t()
         return out if self.bias is None else out + self.bias
 
-    def dense(self, x: torch.Tensor, dilation: int) -> torch.Tensor:  # (B, T, C_in) -> (B, T_out, C_out)
-        """`StepConv.dense` by k slices `dilation` rows apart, ends counted from the back."""
+    def _dense(self, x: torch.Tensor, dilation: int) -> torch.Tensor:  # (B, T, C_in) -> (B, T_out, C_out)
+        """The dilated stride-1 conv by k slices `dilation` rows apart, ends counted from the back."""
         k = self.kernel_size[0]
         c_out, c_in, _ = self.weight.shape
         reach = (k - 1) * dilation
