@@ -6,6 +6,7 @@ against the `phase_step` calls made inside it. Prints medians in microseconds. U
 animator's share in docs/performance.md:
 
     python scripts/animator_overhead.py c0-4-256ms-ft
+    python scripts/animator_overhead.py c0-4-256ms-ft --frame-grid 80
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from distilface.models import resolve_model
 from distilface.runtime.export import export_model
 from distilface.runtime.ort import OrtModel
 from distilface.runtime.streaming import StreamingAnimator
+from distilface.student import on_frame_grid
 
 
 def overhead_us(model: OrtModel, audio: np.ndarray, fps: float = 30.0) -> dict[str, float]:
@@ -57,8 +59,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="a shipped model name or a checkpoint")
     ap.add_argument("--loops", type=int, default=4, help="times the example clip is streamed")
+    ap.add_argument("--frame-grid", type=int, default=None, metavar="N", help="frame times on a grid of N samples")
     args = ap.parse_args()
-    student, _ = load_student(resolve_model(args.model))
+    student = on_frame_grid(load_student(resolve_model(args.model))[0], args.frame_grid)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "streaming.onnx"
         export_model(student.eval(), path, streaming=True)

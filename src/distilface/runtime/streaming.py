@@ -13,6 +13,13 @@ window it ran; a new frame of that phase needs only the encoder steps past the c
 head pass. At 30 fps the frame starts fall on 3 phases, each frame 5 steps after the previous one
 of its phase: 5 encoder steps + 1 head per frame instead of 25 + 1 for a whole window.
 
+On a frame grid (`StreamGeometry.grid_samples`, `StudentConfig.frame_grid_samples`) frame times
+are rounded to multiples of the grid; with a dense encoder (`StreamGeometry.hop_samples` = the
+grid, `Student.encode_dense`) a phase is a start modulo the hop instead of 320, steps are hop
+apart and a window reads every `dilation`-th one, so all frames of a 30 fps stream share one
+sequence: 6.7 steps of 80 samples per frame on an 80-sample grid. The state then also carries the
+shared encoder layers' last `tail_steps` outputs (`distilface.runtime.step`).
+
 Ensemble smoothing (`EnsembleSmoothed`, or `Smoothed` here without torch) is three predictions
 per frame, at offsets 0, 267 and 534 samples from the widened window's start; each is a window of
 its own phase, and the animator runs all of them in order of their start so that every phase
