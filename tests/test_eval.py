@@ -71,3 +71,22 @@ def test_files_and_skipped_set(report):
             assert (out / "plots" / f"{m}-{s}.png").stat().st_size > 0
     assert rep["test_sets"]["real"]["status"] == "skipped"
     assert "not found" in rep["test_sets"]["real"]["reason"]
+
+
+def test_memory_is_info_figure_or_nothing(report, monkeypatch):
+    """The MB column is `distilface info`'s params + all intermediates; when info fails it is
+    None, never another quantity (a scoring run once printed a lower bound under that name)."""
+    import distilface.evaluate as ev
+    from distilface.info import MB, model_info
+
+    rep, _ = report
+    student = Student(StudentConfig(channels=72)).eval()
+    assert _row(rep, "tiny", "clean")["memory_bytes"] == pytest.approx(model_info(student)["memory_mb"] * MB)
+
+    def broken(_model):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ev, "model_info", broken)
+    d = ev.describe_student(student, fps=30.0, timing_runs=1)
+    assert d["memory_bytes"] is None and d["macs_per_frame"] is None
+    assert d["parameters"] > 0 and d["future_ms"] > 0

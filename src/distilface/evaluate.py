@@ -47,6 +47,9 @@ from tqdm import tqdm
 from distilface.audio import MAX_WHOLE_FILE_S, SAMPLE_RATE_HZ, load_audio
 from distilface.curves import Curves
 from distilface.fileio import atomic_write, write_json
+# At import time, not lazily: a run that imports it hours later can meet a newer source tree
+# (a paper-table scoring run did, and fell back to a different memory figure under the same column).
+from distilface.info import MB, model_info, shared_macs_per_frame
 from distilface.manifest import Utterance, read_manifest, resolve
 from distilface.metrics import LipSyncScores, curve_mse, score_curves
 from distilface.phones import BILABIALS, PhoneSegment, read_phones
@@ -175,12 +178,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _external_info(model: Student, fps: float) -> dict[str, Any] | None:
-    """`distilface.info.model_info` (MACs, memory, measured context) when that module exists, with
-    the shared-encoder MACs per frame at `fps` added; None without it."""
-    try:
-        from distilface.info import model_info, shared_macs_per_frame
-    except ImportError:
-        return None
+    """`distilface.info.model_info` (MACs, memory, measured context) with the shared-encoder MACs
+    per frame at `fps` added; None (and a warning) when it fails on this model."""
     try:
         info = dict(model_info(model))
         if "smoothing_weights" in info:  # k separate evaluations per frame, each shared as a student's
@@ -188,7 +187,7 @@ def _external_info(model: Student, fps: float) -> dict[str, Any] | None:
             info["macs_per_frame_shared"] = k * shared_macs_per_frame(model.student, fps)
         else:
             info["macs_per_frame_shared"] = shared_macs_per_frame(model, fps)
-    except Exception as e:  # another module's contract: report it, do not fail the evaluation
+    except Exception as e:  # report it, do not fail the evaluation
         log.warning("distilface.info failed: %s: %s", type(e).__name__, e)
         return None
     return _jsonable(info)
@@ -240,38 +239,16 @@ def time_student(model: Student, fps: float, runs: int = 50) -> dict[str, float]
             "timing_runs": runs}
 
 
-def _largest_activation_bytes(model: Student) -> int:
-    """Largest single tensor a module produces for one window: a lower bound of the peak."""
-    sizes = [0]
-
-    def hook(_m, _inp, out):
-        if isinstance(out, torch.Tensor):
-            sizes.append(out.numel() * out.element_size())
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, model.cfg.window_samples))
-    finally:
-        for h in handles:
-            h.remove()
-    return max(sizes)
-
-
 def describe_student(model: Student, fps: float, timing_runs: int) -> dict[str, Any]:
-    """Size, cost and context of a student. MACs and the full memory figure (params + all
-    intermediates of one window) come from `distilface.info`; without it MACs are None and memory
-    is params + the largest intermediate (a lower bound)."""
+    """Size, cost and context of a student. MACs and memory (params + all intermediates of one
+    window) come from `distilface.info`; when it fails they are None, never another quantity
+    under the same name."""
     info = _external_info(model, fps)
     past_ms, future_ms = measured_context_ms(model)
     weight_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    memory_bytes = info["memory_mb"] * MB if info else None
     if info:
-        from distilface.info import MB
-
-        memory_bytes = info["memory_mb"] * MB
         future_ms = info["future_ms_measured"]
-    else:
-        memory_bytes = weight_bytes + _largest_activation_bytes(model)
     return {"parameters": count_parameters(model),
             "macs_per_frame": info["macs_per_frame_windowed"] if info else None,
             "macs_per_frame_shared": info["macs_per_frame_shared"] if info else None,
