@@ -86,6 +86,23 @@ def test_window_conv_paths_equal_a_plain_conv(steps):
     assert (lo, hi) == ((8, 56) if steps == 25 else (28, 36) if steps == 5 else (0, 63))
 
 
+def test_window_conv_batched_inference_uses_a_cached_toeplitz_that_follows_the_weights():
+    from distilface.student import TOEPLITZ_MIN_WINDOWS, WindowConv
+
+    torch.manual_seed(1)
+    conv = WindowConv(16, 16, 64, padding=32, groups=4).eval()
+    ref = torch.nn.Conv1d(16, 16, 64, padding=32, groups=4)
+    x = torch.randn(TOEPLITZ_MIN_WINDOWS, 16, 25)
+    for _ in range(2):  # the second time the weights changed in place: the cache must not be stale
+        ref.load_state_dict(conv.state_dict())
+        with torch.no_grad():
+            got = conv(x)
+            torch.testing.assert_close(got, ref(x)[..., :25], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(conv(x[:2]), got[:2], rtol=1e-5, atol=1e-5)  # the conv path
+            conv.weight.mul_(-0.5)
+    assert conv._toeplitz_cache[1].shape == (4, 4 * 25, 4 * 25)
+
+
 @pytest.mark.parametrize("hop", dense_hops())
 def test_dense_encoder_equals_the_encoder_on_shifted_audio(hop):
     torch.manual_seed(2)
