@@ -18,6 +18,7 @@ over all utterances' frames. The corpus is made with espeak-ng when the folder h
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +35,14 @@ VARIANTS = ("exact", "grid80", "grid80+40", "grid80+random", "exact+random", "gr
 
 def variant_starts(n: int, fps: float, cfg, rng: np.random.Generator) -> dict[str, torch.Tensor]:
     """Window starts of n frames per variant (module doc)."""
-    k = torch.arange(n, dtype=torch.float64) * SAMPLE_RATE_HZ / fps
-    past = cfg.past_samples
-
-    def on(grid: int) -> torch.Tensor:
-        return (torch.round(k / grid) * grid).long() - past
+    def on(grid: int) -> torch.Tensor:  # as `animate --frame-grid grid` places them
+        return frame_starts(n, fps, dataclasses.replace(cfg, frame_grid_samples=grid)).long()
 
     def noise() -> torch.Tensor:
         return torch.from_numpy(rng.integers(0, 80, n))
 
-    exact = frame_starts(n, fps, cfg).long()
-    return {"exact": exact, "grid80": on(80), "grid80+40": on(80) + 40, "grid80+random": on(80) + noise(),
+    exact, grid80 = on(1), on(80)
+    return {"exact": exact, "grid80": grid80, "grid80+40": grid80 + 40, "grid80+random": grid80 + noise(),
             "exact+random": exact + noise(), "grid320": on(320)}
 
 
