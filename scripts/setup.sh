@@ -13,6 +13,7 @@ APT_PACKAGES=(
   ffmpeg                             # MP4 of rendered faces (optional for the library)
   libportaudio2                      # microphone input of `distilface stream` (sounddevice)
   chromium                           # headless browser of the viewer tests (tests/test_view.py, Playwright)
+  gcc libc6-dev                      # compiles the native runtime's C step (distilface.runtime.native)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -60,4 +61,8 @@ if command -v npm >/dev/null; then
     || echo "setup: warning: could not build web/; \`distilface view\` and its tests need it"
 fi
 .venv/bin/python -c "import torch, distilface; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+# The C step of the native runtime, built for this CPU into ~/.cache/distilface/native (it would
+# otherwise be built on first use).
+.venv/bin/python -c "from distilface.runtime.native import build; print('setup: native step', build())" \
+  || echo "setup: warning: could not build the native runtime's C step; \`export --native\` and its tests need a C compiler"
 echo "setup: done (.venv ready)"

@@ -308,11 +308,17 @@ def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None
     that needs no torch (`ort_threads`: onnxruntime threads, None for its default); with `smooth`
     (ensemble-smoothing weights, `distilface.smoothing`) wrapped to average three predictions.
     frame_grid: frame times on a grid of this many samples (`StudentConfig.frame_grid_samples`;
-    None: the model's own); an export carries the grid it was exported with."""
-    if Path(model_path).suffix == ".onnx":
-        from distilface.runtime.ort import OrtModel
+    None: the model's own); an export carries the grid it was exported with. A `.npz` of
+    `distilface export --native` runs the C step (`distilface.runtime.native`), also without torch."""
+    if Path(model_path).suffix in (".onnx", ".npz"):
+        if Path(model_path).suffix == ".npz":
+            from distilface.runtime.native import NativeModel
 
-        model = OrtModel(model_path, threads=ort_threads)
+            model = NativeModel(model_path)
+        else:
+            from distilface.runtime.ort import OrtModel
+
+            model = OrtModel(model_path, threads=ort_threads)
         if frame_grid is not None and frame_grid != model.geometry.grid_samples:
             raise ValueError(f"{model_path}: exported on a frame grid of {model.geometry.grid_samples} samples, "
                              f"not {frame_grid}: export it again with --frame-grid {frame_grid}")

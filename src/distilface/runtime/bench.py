@@ -175,15 +175,17 @@ def fit_step_cost(time_ms: Callable[[int, int], float], steps: tuple[int, ...] =
 
 def ort_step_timer(model: Any, calls: int = 200) -> Callable[[int, int], float]:
     """time_ms(n, F): median ms of `model.phase_step` on random audio of n new steps, a full cache
-    and F windows (window starts repeat when F > n: the cost is the same)."""
+    and F windows (window starts repeat when F > n: the cost is the same). Any backend: the
+    cache takes the shape of the one its first call returns (the C step keeps it channels-last)."""
     g = model.geometry
     rng = np.random.default_rng(0)
 
     def time_ms(n: int, f: int) -> float:
         audio = (0.1 * rng.standard_normal(g.hop_samples * (n - 1 - g.tail_steps) + g.receptive_samples)
                  ).astype(np.float32)
-        cache = rng.standard_normal((g.feature_channels, g.state_steps)).astype(np.float32)
         starts = ((n - 1) - np.arange(f) % n).astype(np.int64)  # windows ending in the new steps
+        shape = model.phase_step(audio, None, starts)[1].shape
+        cache = rng.standard_normal(shape).astype(np.float32)
         for _ in range(10):
             model.phase_step(audio, cache, starts)
         ts = []

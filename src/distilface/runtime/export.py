@@ -238,15 +238,17 @@ def check_onnx(path: Path) -> None:
 
 
 def compare_on_audio(onnx_path: Path, student: nn.Module, audio: np.ndarray, fps: float,
-                     chunk_s: float = CHECK_CHUNK_S) -> dict[str, float]:
-    """Stream `audio` (16 kHz) through the ONNX file in `chunk_s` pushes and compare with the
-    torch student's offline frames: {"frames", "max_abs_diff", "mean_abs_diff"}."""
+                     chunk_s: float = CHECK_CHUNK_S, backend: Any = None) -> dict[str, float]:
+    """Stream `audio` (16 kHz) through the ONNX file (or `backend`, another runtime of the file
+    at `onnx_path`) in `chunk_s` pushes and compare with the torch student's offline frames:
+    {"frames", "max_abs_diff", "mean_abs_diff"}."""
     from distilface.animate import animate_audio
 
     want = animate_audio(student, audio, fps).values
-    got = stream_all(StreamingAnimator(OrtModel(onnx_path), fps), audio, round(chunk_s * SAMPLE_RATE_HZ))
+    model = OrtModel(onnx_path) if backend is None else backend
+    got = stream_all(StreamingAnimator(model, fps), audio, round(chunk_s * SAMPLE_RATE_HZ))
     if got.shape != want.shape:
-        raise ExportMismatch(f"{onnx_path}: {got.shape} frames from onnxruntime, {want.shape} from torch")
+        raise ExportMismatch(f"{onnx_path}: {got.shape} frames from {model!r}, {want.shape} from torch")
     diff = np.abs(got.astype(np.float64) - want)
     return {"frames": int(len(want)), "max_abs_diff": float(np.nanmax(diff)) if np.isfinite(diff).all() else float("inf"),
             "mean_abs_diff": float(diff.mean())}

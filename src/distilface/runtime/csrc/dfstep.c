@@ -1,0 +1,301 @@
+/* The conv student's streaming step in plain C: one phase's new encoder steps and the frames
+ * they complete, the function `distilface.runtime.step.PhaseStep` computes in torch and the ONNX
+ * streaming graph in onnxruntime (same inputs, outputs and state; docs/runtime.md, "Native").
+ *
+ * Why it exists: a C0/4 frame is about 3 M multiply-adds, but onnxruntime called from Python
+ * spends 60-80 us per call on its ~90 nodes and the call itself whatever their size
+ * (docs/performance.md, "Frame grid"). Here a call is one C function: every layer is a blocked
+ * matrix product over channels-last rows, so the time goes to the multiply-adds.
+ *
+ * No dependency but libm (GELU's erff, vectorised by glibc's libmvec under -ffast-math). The
+ * network arrives as a `df_net` of sizes and weight pointers that `distilface.runtime.native`
+ * fills from a student; weights are laid out there for the products below (see `conv_rows`).
+ * Every channels-last tensor has rows of `cp` floats: the channels rounded up to 8 (one AVX
+ * vector), the padding zero throughout.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DF_ABI 1
+#define DF_MAX_ENC 8
+#define DF_MAX_RED 8
+#define DF_MAX_FC 6
+
+enum { DF_OK = 0, DF_ERR_ABI = -1, DF_ERR_AUDIO = -2, DF_ERR_FRAME = -3, DF_ERR_MEMORY = -4 };
+enum { DF_NORM_NONE = 0, DF_NORM_LAYER = 1, DF_NORM_AFFINE = 2 };
+enum { DF_ACT_NONE = 0, DF_ACT_SIGMOID = 1, DF_ACT_TANH = 2 };
+
+/* Mirrored field by field by `_Net` in distilface/runtime/native.py: change both together and
+ * bump DF_ABI. */
+typedef struct {
+    int32_t abi;
+    int32_t channels, cp;                 /* C and C rounded up to 8 */
+    int32_t n_enc;                        /* encoder layers */
+    int32_t enc_kernel[DF_MAX_ENC], enc_stride[DF_MAX_ENC];
+    int32_t enc_dilation[DF_MAX_ENC];     /* 0: strided (shared) layer; d > 0: stride 1, taps d apart */
+    int32_t enc_norm;                     /* DF_NORM_* of the encoder's per-step norms */
+    int32_t steps, dilation;              /* W steps per window, d sequence steps apart */
+    int32_t cache_steps, tail_steps;      /* S, R: the state is S feature rows, then R tail rows */
+    int32_t groups, ctx_zlen;             /* context conv: groups, length of each reversed kernel */
+    int32_t n_red, red_kernel[DF_MAX_RED], red_stride[DF_MAX_RED];
+    int32_t n_fc, fc_in[DF_MAX_FC], fc_out[DF_MAX_FC];
+    int32_t activation, outputs;
+    float enc_eps, proj_eps, red_eps;
+    const float *enc_w[DF_MAX_ENC];       /* (k * C_in, cp): row j * C_in + ci holds W[:, ci, j] */
+    const float *enc_g[DF_MAX_ENC], *enc_b[DF_MAX_ENC];  /* (cp) norm scale, shift */
+    const float *proj_g, *proj_b;         /* LayerNorm before the projection */
+    const float *proj_w, *proj_bias;      /* (C, cp), (cp) */
+    const float *ctx_z, *ctx_bias;        /* (C, C / groups, zlen) see `context`, (C) */
+    const float *red_g, *red_b;           /* LayerNorm before the reductions (C) */
+    const float *red_w[DF_MAX_RED], *red_bias[DF_MAX_RED];  /* (k * C, cp), (cp) */
+    const float *fc_w[DF_MAX_FC], *fc_bias[DF_MAX_FC];      /* (in, pad8(out)), (pad8(out)) */
+} df_net;
+
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8 ld(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void st(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+static inline int pad8(int n) { return (n + 7) & ~7; }
+
+/* R rows x V vectors of y[t][n] = bias[n] + sum_j sum_ci x[(t s + j dil) xs + ci] w[(j cin + ci) np + n].
+ * R and V are constants at every call site, so the accumulators live in registers (4 x 3 + 3 of
+ * the 16 AVX registers). */
+static inline __attribute__((always_inline)) void
+block(const float *x, int xs, int cin, int t, int s, int k, int dil, const float *w, int np, int n,
+      const float *bias, float *y, const int R, const int V) {
+    v8 acc[4][3];
+    for (int v = 0; v < V; v++) {
+        v8 b0 = bias ? ld(bias + n + 8 * v) : (v8){0};
+        for (int r = 0; r < R; r++) acc[r][v] = b0;
+    }
+    for (int j = 0; j < k; j++) {
+        const float *xr[4];
+        for (int r = 0; r < R; r++) xr[r] = x + (size_t)((t + r) * s + j * dil) * xs;
+        const float *wj = w + (size_t)j * cin * np + n;
+        for (int ci = 0; ci < cin; ci++, wj += np) {
+            v8 wv[3];
+            for (int v = 0; v < V; v++) wv[v] = ld(wj + 8 * v);
+            for (int r = 0; r < R; r++) {
+                float b = xr[r][ci];
+                for (int v = 0; v < V; v++) acc[r][v] += b * wv[v];
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) st(y + (size_t)(t + r) * np + n + 8 * v, acc[r][v]);
+}
+
+/* A conv (or a linear layer: k = 1) on channels-last rows as one matrix product: t_out rows of np
+ * outputs, row t reading k taps dil input rows apart from input row t s (rows xs floats apart,
+ * cin of each read). */
+static void conv_rows(const float *x, int xs, int cin, int t_out, int s, int k, int dil,
+                      const float *w, int np, const float *bias, float *y) {
+    int t = 0;
+    for (; t + 4 <= t_out; t += 4) {
+        int n = 0;
+        for (; n + 24 <= np; n += 24) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 4, 3);
+        for (; n < np; n += 8) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 4, 1);
+    }
+    for (; t < t_out; t++) {
+        int n = 0;
+        for (; n + 24 <= np; n += 24) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 1, 3);
+        for (; n < np; n += 8) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 1, 1);
+    }
+}
+
+static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
+static void gelu_rows(float *x, int rows, int c, int cp) {
+    for (int t = 0; t < rows; t++) {
+        float *r = x + (size_t)t * cp;
+        for (int i = 0; i < c; i++) r[i] = gelu(r[i]);
+    }
+}
+
+/* Per-row normalisation over the first c channels (torch's LayerNorm: biased variance), then
+ * scale and shift; DF_NORM_AFFINE only scales and shifts (an eval-mode BatchNorm folded). */
+static void norm_rows(float *x, int rows, int c, int cp, int kind, const float *g, const float *b,
+                      float eps) {
+    if (kind == DF_NORM_NONE) return;
+    for (int t = 0; t < rows; t++) {
+        float *r = x + (size_t)t * cp;
+        float mean = 0.f, rstd = 1.f;
+        if (kind == DF_NORM_LAYER) {
+            float sum = 0.f, sq = 0.f;
+            for (int i = 0; i < c; i++) sum += r[i];
+            mean = sum / c;
+            for (int i = 0; i < c; i++) { float d = r[i] - mean; sq += d * d; }
+            rstd = 1.0f / sqrtf(sq / c + eps);
+        }
+        for (int i = 0; i < c; i++) r[i] = (r[i] - mean) * rstd * g[i] + b[i];
+    }
+}
+
+/* The head on one window: rows `first`, `first` + d, ... of feats (channels-last, cp apart) ->
+ * the outputs. scratch: see `head_scratch_floats`. */
+static void head(const df_net *net, const float *feats, int first, float *out, float *scratch) {
+    const int C = net->channels, cp = net->cp, W = net->steps, Wp = pad8(W), cg = C / net->groups;
+    const int zl = net->ctx_zlen;
+    float *xcf = scratch;                    /* (C, Wp) the window, channels first */
+    float *h = xcf + (size_t)C * Wp;         /* (C, Wp) feats + GELU(context) */
+    float *a = h + (size_t)C * Wp;           /* (W, cp) channels-last ping */
+    float *bb = a + (size_t)W * cp;          /* (W, cp) pong */
+    for (int c = 0; c < C; c++) {
+        for (int i = 0; i < W; i++) xcf[(size_t)c * Wp + i] = feats[(size_t)(first + i * net->dilation) * cp + c];
+        for (int i = W; i < Wp; i++) xcf[(size_t)c * Wp + i] = 0.f;
+    }
+    /* Context conv, zero-padded at the window's edges: ctx[co][i] = sum_ci sum_p x[ci][p]
+     * w[co][ci][p - i + pad]. With z[q] = w[pad + W - 1 - q] (zero outside the kernel), the taps
+     * for input step p over i = 0..Wp-1 are the contiguous z[W - 1 - p + i]: a vector product. */
+    const int nv = Wp / 8, per_group = C / net->groups;
+    int co = 0;
+    if (nv == 4) {  /* W = 25..32, the shipped windows: three output channels of one group at a
+                     * time share each input value, and their 12 accumulators hide the FMA latency */
+        for (; co < C; co += 3) {
+            const int g = co / per_group;
+            if (co + 3 > (g + 1) * per_group) break;  /* the rest of this group one by one */
+            v8 a[3][4];
+            for (int u = 0; u < 3; u++)
+                for (int v = 0; v < 4; v++) a[u][v] = (v8){0} + net->ctx_bias[co + u];
+            for (int cl = 0; cl < cg; cl++) {
+                const float *xr = xcf + (size_t)(g * cg + cl) * Wp;
+                const float *z0 = net->ctx_z + ((size_t)co * cg + cl) * zl + (W - 1);
+                const float *z1 = z0 + (size_t)cg * zl, *z2 = z1 + (size_t)cg * zl;
+                for (int p = 0; p < W; p++) {
+                    const float xp = xr[p];
+                    for (int v = 0; v < 4; v++) {
+                        a[0][v] += xp * ld(z0 - p + 8 * v);
+                        a[1][v] += xp * ld(z1 - p + 8 * v);
+                        a[2][v] += xp * ld(z2 - p + 8 * v);
+                    }
+                }
+            }
+            for (int u = 0; u < 3; u++)
+                for (int v = 0; v < 4; v++) st(h + (size_t)(co + u) * Wp + 8 * v, a[u][v]);
+        }
+    }
+    for (; co < C; co++) {  /* any window length, any group size */
+        const int g = co / per_group;
+        v8 acc[8];
+        for (int v = 0; v < nv; v++) acc[v] = (v8){0} + net->ctx_bias[co];
+        for (int cl = 0; cl < cg; cl++) {
+            const float *xr = xcf + (size_t)(g * cg + cl) * Wp;
+            const float *z = net->ctx_z + ((size_t)co * cg + cl) * zl + (W - 1);
+            for (int p = 0; p < W; p++)
+                for (int v = 0; v < nv; v++) acc[v] += xr[p] * ld(z - p + 8 * v);
+        }
+        for (int v = 0; v < nv; v++) st(h + (size_t)co * Wp + 8 * v, acc[v]);
+    }
+    for (int c = 0; c < C; c++) {
+        float *hr = h + (size_t)c * Wp;
+        const float *xr = xcf + (size_t)c * Wp;
+        for (int i = 0; i < W; i++) hr[i] = xr[i] + gelu(hr[i]);
+    }
+    /* LayerNorm over channels at each step, written channels-last for the reductions. */
+    for (int i = 0; i < W; i++) {
+        float sum = 0.f, sq = 0.f;
+        for (int c = 0; c < C; c++) sum += h[(size_t)c * Wp + i];
+        const float mean = sum / C;
+        for (int c = 0; c < C; c++) { float d = h[(size_t)c * Wp + i] - mean; sq += d * d; }
+        const float rstd = 1.0f / sqrtf(sq / C + net->red_eps);
+        float *r = a + (size_t)i * cp;
+        for (int c = 0; c < C; c++) r[c] = (h[(size_t)c * Wp + i] - mean) * rstd * net->red_g[c] + net->red_b[c];
+        for (int c = C; c < cp; c++) r[c] = 0.f;
+    }
+    int t = W;
+    for (int l = 0; l < net->n_red; l++) {
+        const int k = net->red_kernel[l], s = net->red_stride[l], t_out = (t - k) / s + 1;
+        conv_rows(a, cp, C, t_out, s, k, 1, net->red_w[l], cp, net->red_bias[l], bb);
+        gelu_rows(bb, t_out, C, cp);
+        float *tmp = a; a = bb; bb = tmp;
+        t = t_out;
+    }
+    int xs = cp;  /* fully connected layers on the one row left */
+    for (int l = 0; l < net->n_fc; l++) {
+        const int no = net->fc_out[l], np = pad8(no);
+        conv_rows(a, xs, net->fc_in[l], 1, 1, 1, 1, net->fc_w[l], np, net->fc_bias[l], bb);
+        if (l < net->n_fc - 1) {
+            for (int i = 0; i < no; i++) bb[i] = gelu(bb[i]);
+        }
+        float *tmp = a; a = bb; bb = tmp;
+        xs = np;
+    }
+    for (int i = 0; i < net->outputs; i++) {
+        float y = a[i];
+        if (net->activation == DF_ACT_SIGMOID) y = 1.0f / (1.0f + expf(-y));
+        else if (net->activation == DF_ACT_TANH) y = tanhf(y);
+        out[i] = y;
+    }
+}
+
+static size_t head_scratch_floats(const df_net *net) {
+    size_t fc = 8;
+    for (int l = 0; l < net->n_fc; l++) fc = fc > (size_t)pad8(net->fc_out[l]) ? fc : (size_t)pad8(net->fc_out[l]);
+    size_t rows = (size_t)net->steps * net->cp;
+    rows = rows > fc ? rows : fc;
+    return 2 * (size_t)net->channels * pad8(net->steps) + 2 * rows;
+}
+
+int df_abi(void) { return DF_ABI; }
+
+/* One streaming call (distilface.runtime.step):
+ *   audio (n_audio)             the samples of the new steps
+ *   cache_in (S + R, cp)        state in, channels-last: S feature rows, then R tail rows
+ *   frames (n_frames)           first row of each wanted window in cache rows + new rows
+ *   out (n_frames, outputs)     one frame per window
+ *   cache_out (S + R, cp)       state out (must not overlap cache_in)
+ * Returns the number of new steps, or a negative DF_ERR_*. */
+int df_step(const df_net *net, const float *audio, int n_audio, const float *cache_in,
+            const int64_t *frames, int n_frames, float *out, float *cache_out) {
+    if (net->abi != DF_ABI) return DF_ERR_ABI;
+    const int C = net->channels, cp = net->cp, S = net->cache_steps, R = net->tail_steps;
+    /* Rows each layer produces, to size the buffers (the tail joins before the first dilated layer). */
+    int t = n_audio, rows_max = R + 1, tail_joined = 0;
+    for (int l = 0; l < net->n_enc; l++) {
+        const int k = net->enc_kernel[l], d = net->enc_dilation[l];
+        if (d && !tail_joined) { t += R; tail_joined = 1; }
+        const int span = d ? (k - 1) * d + 1 : k;  /* input rows one output reads */
+        if (t < span) return DF_ERR_AUDIO;
+        t = d ? t - (k - 1) * d : (t - k) / net->enc_stride[l] + 1;
+        if (t + R > rows_max) rows_max = t + R;
+    }
+    const int n_new = t;
+    for (int f = 0; f < n_frames; f++)
+        if (frames[f] < 0 || frames[f] + (int64_t)(net->steps - 1) * net->dilation >= S + n_new) return DF_ERR_FRAME;
+    const size_t buf = (size_t)rows_max * cp;
+    float *mem = malloc(sizeof(float) * (2 * buf + (size_t)(S + n_new) * cp + head_scratch_floats(net)));
+    if (!mem) return DF_ERR_MEMORY;
+    float *a = mem, *b = mem + buf, *feats = b + buf, *scratch = feats + (size_t)(S + n_new) * cp;
+
+    const float *x = audio;
+    int xs = 1, cin = 1;
+    t = n_audio;
+    tail_joined = 0;
+    for (int l = 0; l < net->n_enc; l++) {
+        const int k = net->enc_kernel[l], d = net->enc_dilation[l];
+        if (d && !tail_joined) {  /* the shared layers' last R outputs from the state come first */
+            memmove(a + (size_t)R * cp, x, sizeof(float) * (size_t)t * cp);
+            memcpy(a, cache_in + (size_t)S * cp, sizeof(float) * (size_t)R * cp);
+            t += R;
+            memcpy(cache_out + (size_t)S * cp, a + (size_t)(t - R) * cp, sizeof(float) * (size_t)R * cp);
+            x = a;
+            tail_joined = 1;
+        }
+        const int t_out = d ? t - (k - 1) * d : (t - k) / net->enc_stride[l] + 1;
+        float *y = (x == a) ? b : a;
+        conv_rows(x, xs, cin, t_out, d ? 1 : net->enc_stride[l], k, d ? d : 1, net->enc_w[l], cp, NULL, y);
+        norm_rows(y, t_out, C, cp, net->enc_norm, net->enc_g[l], net->enc_b[l], net->enc_eps);
+        gelu_rows(y, t_out, C, cp);
+        x = y; xs = cp; cin = C; t = t_out;
+    }
+    float *xn = (float *)x;
+    norm_rows(xn, t, C, cp, DF_NORM_LAYER, net->proj_g, net->proj_b, net->proj_eps);
+    memcpy(feats, cache_in, sizeof(float) * (size_t)S * cp);
+    conv_rows(xn, cp, C, t, 1, 1, 1, net->proj_w, cp, net->proj_bias, feats + (size_t)S * cp);
+    for (int f = 0; f < n_frames; f++) head(net, feats, (int)frames[f], out + (size_t)f * net->outputs, scratch);
+    memcpy(cache_out, feats + (size_t)n_new * cp, sizeof(float) * (size_t)S * cp);
+    free(mem);
+    return n_new;
+}

@@ -1,0 +1,358 @@
+"""The conv student's streaming step in C (csrc/dfstep.c), called through ctypes: a
+`StreamingAnimator` backend with the torch `PhaseStep`'s inputs and outputs and no per-node cost.
+
+    net = NativeModel.from_student(student)       # or NativeModel("model.npz"): numpy only
+    StreamingAnimator(net, fps=30).push(chunk)
+
+The C source ships in the package and is compiled on first use with the machine's C compiler
+(`cc`, or $CC) for this CPU (-march=native), into a cache keyed by the source, the flags and the
+CPU (`library_path`); `distilface export --native` and scripts/setup.sh build it ahead. Only the
+conv student (`StudentConfig.arch` "conv") has a C step; its state is channels-last (S + R, cp)
+where the torch and ONNX steps keep (C, S + R) (the animator never reads it).
+
+A `.npz` written by `save_native` holds the weights laid out for the C products plus a JSON
+`meta` (geometry, curve names, smoothing offset), so a game or tool can stream from it with
+numpy and a C compiler, without torch or onnxruntime.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distilface.runtime.streaming import Smoothed, StreamGeometry, smooth_offset_samples
+
+SOURCE = Path(__file__).with_name("csrc") / "dfstep.c"
+# -ffast-math lets glibc's libmvec vectorise erff (GELU); the step equals torch within 1e-5
+# anyway (tests/test_native.py). -march=native: the library is built on the machine that runs it;
+# 256-bit vectors even where gcc tunes for 128 (znver1: GELU and the norms 15-20 % faster there).
+CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=256", "-ffast-math", "-shared", "-fPIC")
+ABI = 1  # DF_ABI of dfstep.c
+FILE_FORMAT = "distilface-native"
+FILE_VERSION = 1
+MAX_ENC, MAX_RED, MAX_FC = 8, 8, 6
+NORMS = {"none": 0, "layer": 1, "batch": 2}  # batch: eval-mode BatchNorm folded to scale and shift
+ACTIVATIONS = {"none": 0, "sigmoid": 1, "tanh": 2}
+ERRORS = {-1: "ABI mismatch", -2: "audio too short for one encoder step", -3: "frame index outside the steps",
+          -4: "out of memory"}
+
+
+class NativeUnavailable(RuntimeError):
+    """No C compiler, or the C step failed to build."""
+
+
+def _pad8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+class _Net(ctypes.Structure):
+    """`df_net` of dfstep.c, field by field."""
+
+    _fields_ = [
+        ("abi", ctypes.c_int32), ("channels", ctypes.c_int32), ("cp", ctypes.c_int32), ("n_enc", ctypes.c_int32),
+        ("enc_kernel", ctypes.c_int32 * MAX_ENC), ("enc_stride", ctypes.c_int32 * MAX_ENC),
+        ("enc_dilation", ctypes.c_int32 * MAX_ENC), ("enc_norm", ctypes.c_int32),
+        ("steps", ctypes.c_int32), ("dilation", ctypes.c_int32),
+        ("cache_steps", ctypes.c_int32), ("tail_steps", ctypes.c_int32),
+        ("groups", ctypes.c_int32), ("ctx_zlen", ctypes.c_int32),
+        ("n_red", ctypes.c_int32), ("red_kernel", ctypes.c_int32 * MAX_RED), ("red_stride", ctypes.c_int32 * MAX_RED),
+        ("n_fc", ctypes.c_int32), ("fc_in", ctypes.c_int32 * MAX_FC), ("fc_out", ctypes.c_int32 * MAX_FC),
+        ("activation", ctypes.c_int32), ("outputs", ctypes.c_int32),
+        ("enc_eps", ctypes.c_float), ("proj_eps", ctypes.c_float), ("red_eps", ctypes.c_float),
+        ("enc_w", ctypes.c_void_p * MAX_ENC), ("enc_g", ctypes.c_void_p * MAX_ENC), ("enc_b", ctypes.c_void_p * MAX_ENC),
+        ("proj_g", ctypes.c_void_p), ("proj_b", ctypes.c_void_p), ("proj_w", ctypes.c_void_p), ("proj_bias", ctypes.c_void_p),
+        ("ctx_z", ctypes.c_void_p), ("ctx_bias", ctypes.c_void_p), ("red_g", ctypes.c_void_p), ("red_b", ctypes.c_void_p),
+        ("red_w", ctypes.c_void_p * MAX_RED), ("red_bias", ctypes.c_void_p * MAX_RED),
+        ("fc_w", ctypes.c_void_p * MAX_FC), ("fc_bias", ctypes.c_void_p * MAX_FC),
+    ]
+
+
+# -- building the library ------------------------------------------------------------------------
+def compiler() -> str | None:
+    """The C compiler: $CC, else cc, gcc or clang on PATH."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def _cpu() -> str:
+    """What -march=native depends on: the CPU model and its flags (a cache on a shared home
+    directory must not hand one machine's library to another)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
+        return "\n".join(lines) or platform.processor()
+    except OSError:
+        return platform.machine() + platform.processor()
+
+
+def library_path() -> Path:
+    """Where the compiled step lives: $DISTILFACE_NATIVE_CACHE, else ~/.cache/distilface/native,
+    one file per source, flags, compiler and CPU."""
+    root = os.environ.get("DISTILFACE_NATIVE_CACHE") or (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distilface" / "native")
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode() + (compiler() or "").encode()
+                         + _cpu().encode()).hexdigest()[:16]
+    return Path(root) / f"dfstep-{key}.so"
+
+
+def build(force: bool = False) -> Path:
+    """Compile csrc/dfstep.c (if not cached yet) and return the library's path. The compiler
+    writes a temporary file that is renamed into place, so concurrent builds never see half a
+    library. Raises NativeUnavailable without a compiler or when it fails."""
+    out = library_path()
+    if out.is_file() and not force:
+        return out
+    cc = compiler()
+    if cc is None:
+        raise NativeUnavailable("the native runtime needs a C compiler (cc, gcc or clang; Debian: apt-get install gcc)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    cmd = [cc, *CFLAGS, "-o", str(tmp), str(SOURCE), "-lm"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise NativeUnavailable(f"building {SOURCE.name} failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+@functools.cache
+def load_library() -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(build()))
+    lib.df_abi.restype = ctypes.c_int
+    if lib.df_abi() != ABI:
+        raise NativeUnavailable(f"{library_path()}: ABI {lib.df_abi()}, this module speaks {ABI}")
+    lib.df_step.restype = ctypes.c_int
+    lib.df_step.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    return lib
+
+
+# -- weights laid out for the C products ---------------------------------------------------------
+def pack_student(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(meta, arrays) of a conv student (`distilface.student.Student`) for the C step.
+    Raises ValueError for other archs."""
+    import torch
+
+    from distilface.runtime.step import stream_geometry
+    from distilface.student import Student, encoder_stride, stream_hop
+
+    if not isinstance(student, Student) or student.cfg.arch != "conv":
+        arch = getattr(getattr(student, "cfg", None), "arch", type(student).__name__)
+        raise ValueError(f"the native runtime runs the conv student only, not {arch!r}")
+    cfg = student.cfg
+    c, cp = cfg.channels, _pad8(cfg.channels)
+    geometry = stream_geometry(student)
+    hop = stream_hop(student)
+    dil = [d for _, d in student._dense_plan(hop)] if hop != encoder_stride() else [0] * len(student.encoder_convs)
+
+    def t(x: torch.Tensor) -> np.ndarray:
+        return x.detach().to(torch.float32).cpu().numpy()
+
+    def cols(m: np.ndarray, n: int) -> np.ndarray:  # zero columns up to n
+        return np.ascontiguousarray(np.pad(m, ((0, 0), (0, n - m.shape[1]))), np.float32)
+
+    def conv_rows(w: torch.Tensor, n: int) -> np.ndarray:  # (C_out, C_in, k) -> (k C_in, n)
+        co, ci, k = w.shape
+        return cols(t(w).transpose(2, 1, 0).reshape(k * ci, co), n)
+
+    def vec(v: torch.Tensor | np.ndarray, n: int) -> np.ndarray:
+        v = t(v) if isinstance(v, torch.Tensor) else v
+        return np.ascontiguousarray(np.pad(v, (0, n - len(v))), np.float32)
+
+    arrays: dict[str, np.ndarray] = {}
+    enc_eps = 1e-5
+    for i, (conv, norm) in enumerate(zip(student.encoder_convs, student.encoder_norms)):
+        arrays[f"enc_w{i}"] = conv_rows(conv.weight, cp)
+        if cfg.norm == "layer":
+            g, b, enc_eps = t(norm.norm.weight), t(norm.norm.bias), norm.norm.eps
+        elif cfg.norm == "batch":
+            bn = norm.norm
+            g = t(bn.weight / torch.sqrt(bn.running_var + bn.eps))
+            b = t(bn.bias) - t(bn.running_mean) * g
+        else:
+            g, b = np.ones(c, np.float32), np.zeros(c, np.float32)
+        arrays[f"enc_g{i}"], arrays[f"enc_b{i}"] = vec(g, cp), vec(b, cp)
+    arrays["proj_g"], arrays["proj_b"] = vec(student.proj_norm.weight, cp), vec(student.proj_norm.bias, cp)
+    arrays["proj_w"], arrays["proj_bias"] = cols(t(student.proj.weight).T, cp), vec(student.proj.bias, cp)
+    # context conv: z[co, ci, q] = w[co, ci, pad + W - 1 - q], zero outside the kernel (dfstep.c `head`)
+    w_ctx = t(student.context.weight)  # (C, C / groups, kernel)
+    kk, pad, steps = w_ctx.shape[2], student.context.padding[0], student.steps_per_window
+    zlen = steps - 1 + _pad8(steps)
+    tap = pad + steps - 1 - np.arange(zlen)
+    valid = (tap >= 0) & (tap < kk)
+    arrays["ctx_z"] = np.ascontiguousarray(w_ctx[:, :, np.clip(tap, 0, kk - 1)] * valid, np.float32)
+    arrays["ctx_bias"] = vec(student.context.bias, c)
+    arrays["red_g"], arrays["red_b"] = vec(student.reduce_norm.weight, c), vec(student.reduce_norm.bias, c)
+    for i, conv in enumerate(student.reduce):
+        arrays[f"red_w{i}"], arrays[f"red_bias{i}"] = conv_rows(conv.weight, cp), vec(conv.bias, cp)
+    for i, layer in enumerate(student.fc):
+        n = _pad8(layer.out_features)
+        arrays[f"fc_w{i}"], arrays[f"fc_bias{i}"] = cols(t(layer.weight).T, n), vec(layer.bias, n)
+    meta = {
+        "format": FILE_FORMAT, "version": FILE_VERSION, "names": list(cfg.names), "channels": c,
+        "config": cfg.to_dict(), "smooth_offset_samples": smooth_offset_samples(cfg.frame_grid_samples),
+        "geometry": asdict(geometry),
+        "enc_kernel": [conv.kernel_size[0] for conv in student.encoder_convs],
+        "enc_stride": [conv.stride[0] for conv in student.encoder_convs], "enc_dilation": dil,
+        "enc_norm": NORMS[cfg.norm], "enc_eps": float(enc_eps), "proj_eps": float(student.proj_norm.eps),
+        "red_eps": float(student.reduce_norm.eps), "groups": student.context.groups,
+        "red_kernel": [m.kernel_size[0] for m in student.reduce], "red_stride": [m.stride[0] for m in student.reduce],
+        "fc_in": [m.in_features for m in student.fc], "fc_out": [m.out_features for m in student.fc],
+        "activation": ACTIVATIONS[cfg.output_activation],
+    }
+    return meta, arrays
+
+
+def save_native(student: Any, path: str | Path, source: str = "") -> Path:
+    """Write `student`'s C-step weights and meta to `path` (.npz, atomically)."""
+    from distilface.fileio import write_npz
+
+    meta, arrays = pack_student(student)
+    meta["source"] = source
+    write_npz(path, {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays})
+    return Path(path)
+
+
+def export_native(student: Any, out_path: str | Path, fps: float = 30.0, source: str = "",
+                  audio: np.ndarray | None = None) -> dict[str, Any]:
+    """`distilface export --native`: write `student`'s C-step file (`save_native`) and check it
+    as `export_model` checks an ONNX file: the real-speech example streamed through the C step
+    in 20 ms pushes against the torch student's offline frames. Raises ExportMismatch (nothing
+    written) beyond the fp32 tolerance. Returns a report."""
+    import time
+
+    from distilface.audio import load_audio
+    from distilface.fileio import atomic_path
+    from distilface.runtime.export import EXAMPLE_AUDIO, FP32_TOLERANCE, ExportMismatch, compare_on_audio
+
+    student = student.eval()
+    audio = load_audio(EXAMPLE_AUDIO) if audio is None else np.asarray(audio, np.float32)
+    t0 = time.perf_counter()
+    out = Path(out_path)
+    with atomic_path(out) as tmp:
+        save_native(student, tmp, source=source)
+        cmp = compare_on_audio(out, student, audio, fps, backend=NativeModel(tmp))
+        if not cmp["max_abs_diff"] <= FP32_TOLERANCE:
+            raise ExportMismatch(f"{out}: the C step differs from torch by up to {cmp['max_abs_diff']:.3g} "
+                                 f"(mean {cmp['mean_abs_diff']:.3g}) over {cmp['frames']} frames of real speech; "
+                                 f"tolerance {FP32_TOLERANCE:g}; nothing written")
+    return {"path": str(out), "runtime": "native", "library": str(library_path()), **cmp,
+            "tolerance": FP32_TOLERANCE, "bytes": out.stat().st_size, "seconds": time.perf_counter() - t0}
+
+
+class NativeModel:
+    """A conv student's streaming step in C: a `StreamingAnimator` backend (module doc).
+
+    NativeModel(path) reads a file of `save_native`; `NativeModel.from_student(student)` packs a
+    torch student in memory."""
+
+    streaming = True
+
+    def __init__(self, path: str | Path | None = None, *, meta: dict | None = None,
+                 arrays: dict[str, np.ndarray] | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        if self.path is not None:
+            meta, arrays = self._read(self.path)
+        if meta is None or arrays is None:
+            raise TypeError("NativeModel: give a path, or meta and arrays (NativeModel.from_student)")
+        self.meta, self._arrays = meta, {k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()}
+        self.names: tuple[str, ...] = tuple(meta["names"])
+        self.geometry = StreamGeometry(**{f.name: int(meta["geometry"][f.name]) for f in fields(StreamGeometry)})
+        self._lib = load_library()
+        self._net = self._struct()
+        self._state_shape = (self.geometry.state_steps, self._net.cp)
+
+    @classmethod
+    def from_student(cls, student: Any) -> "NativeModel":
+        meta, arrays = pack_student(student)
+        return cls(meta=meta, arrays=arrays)
+
+    @staticmethod
+    def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such native model file")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError) as e:
+            raise ValueError(f"{path}: not a DistilFace native model ({e})") from None
+        try:
+            meta = json.loads(arrays.pop("meta").tobytes())
+        except (KeyError, ValueError):
+            raise ValueError(f"{path}: not a DistilFace native model (no readable 'meta')") from None
+        if meta.get("format") != FILE_FORMAT or meta.get("version") != FILE_VERSION:
+            raise ValueError(f"{path}: {meta.get('format')} version {meta.get('version')}, this runtime reads "
+                             f"{FILE_FORMAT} version {FILE_VERSION}")
+        return meta, arrays
+
+    def _struct(self) -> _Net:
+        m, a = self.meta, self._arrays
+        c = int(m["channels"])
+        net = _Net(abi=ABI, channels=c, cp=_pad8(c), n_enc=len(m["enc_kernel"]), enc_norm=m["enc_norm"],
+                   steps=self.geometry.steps_per_window, dilation=self.geometry.dilation,
+                   cache_steps=self.geometry.cache_steps, tail_steps=self.geometry.tail_steps,
+                   groups=m["groups"], ctx_zlen=a["ctx_z"].shape[2], n_red=len(m["red_kernel"]),
+                   n_fc=len(m["fc_in"]), activation=m["activation"], outputs=len(self.names),
+                   enc_eps=m["enc_eps"], proj_eps=m["proj_eps"], red_eps=m["red_eps"])
+        if net.n_enc > MAX_ENC or net.n_red > MAX_RED or net.n_fc > MAX_FC:
+            raise ValueError(f"native runtime: at most {MAX_ENC} encoder, {MAX_RED} reduction, {MAX_FC} fc layers")
+        ptr = lambda name: a[name].ctypes.data  # noqa: E731 (the arrays stay alive in self._arrays)
+        for i in range(net.n_enc):
+            net.enc_kernel[i], net.enc_stride[i] = m["enc_kernel"][i], m["enc_stride"][i]
+            net.enc_dilation[i] = m["enc_dilation"][i]
+            net.enc_w[i], net.enc_g[i], net.enc_b[i] = ptr(f"enc_w{i}"), ptr(f"enc_g{i}"), ptr(f"enc_b{i}")
+        for name in ("proj_g", "proj_b", "proj_w", "proj_bias", "ctx_z", "ctx_bias", "red_g", "red_b"):
+            setattr(net, name, ptr(name))
+        for i in range(net.n_red):
+            net.red_kernel[i], net.red_stride[i] = m["red_kernel"][i], m["red_stride"][i]
+            net.red_w[i], net.red_bias[i] = ptr(f"red_w{i}"), ptr(f"red_bias{i}")
+        for i in range(net.n_fc):
+            net.fc_in[i], net.fc_out[i] = m["fc_in"][i], m["fc_out"][i]
+            net.fc_w[i], net.fc_bias[i] = ptr(f"fc_w{i}"), ptr(f"fc_bias{i}")
+        self._net_ref = ctypes.addressof(net)
+        return net
+
+    def __repr__(self) -> str:
+        return f"NativeModel({str(self.path) if self.path else 'in memory'!r}, {self.meta['channels']} channels)"
+
+    def smoothed(self, weights: tuple[float, float, float]) -> Smoothed:
+        """This model with ensemble smoothing (the torch student's offset, from the meta)."""
+        return Smoothed(self, weights, int(self.meta["smooth_offset_samples"]))
+
+    def phase_step(self, audio: np.ndarray, cache: np.ndarray | None,
+                   frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(L,) new-step audio, (S + R, cp) state or None, (F,) window indices -> ((F, outputs)
+        frames, (S + R, cp) state); `distilface.runtime.step` has the meaning of each."""
+        audio = np.ascontiguousarray(audio, np.float32)
+        frames = np.ascontiguousarray(frames, np.int64)
+        if cache is None:
+            cache = np.zeros(self._state_shape, np.float32)
+        elif cache.shape != self._state_shape or cache.dtype != np.float32 or not cache.flags.c_contiguous:
+            raise ValueError(f"native step: state of shape {cache.shape} {cache.dtype}, expected {self._state_shape} float32")
+        out = np.empty((len(frames), len(self.names)), np.float32)
+        cache_out = np.empty(self._state_shape, np.float32)
+        n = self._lib.df_step(self._net_ref, audio.ctypes.data, len(audio), cache.ctypes.data, frames.ctypes.data,
+                              len(frames), out.ctypes.data, cache_out.ctypes.data)
+        if n < 0:
+            raise ValueError(f"native step: {ERRORS.get(n, n)} ({len(audio)} samples, frames {frames.tolist()})")
+        return out, cache_out
+
+    def windows(self, windows: np.ndarray) -> np.ndarray:
+        """(N, window_samples) -> (N, outputs): every window alone through the step."""
+        g = self.geometry
+        first = np.zeros(1, np.int64) + g.cache_steps + g.tail_steps
+        windows = np.ascontiguousarray(windows, np.float32)
+        return np.concatenate([self.phase_step(w[: g.span_samples], None, first)[0] for w in windows])

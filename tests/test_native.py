@@ -1,0 +1,219 @@
+"""The C step (distilface.runtime.native): equal to torch's `PhaseStep` call by call (outputs and
+state, exact times and frame grids, every norm, activation, width and window the C code has a
+path for), streaming equal to offline torch for any chunking, the file format and its errors,
+the real CLI, and a run without torch."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distilface.animate import animate_audio
+from distilface.audio import EXAMPLE_AUDIO, load_audio
+from distilface.checkpoint import load_student, save_checkpoint
+from distilface.cli import main
+from distilface.models import resolve_model
+from distilface.runtime import native
+from distilface.runtime.native import NativeModel, NativeUnavailable, save_native
+from distilface.runtime.step import TorchBackend
+from distilface.runtime.streaming import StreamingAnimator, stream_all
+from distilface.smoothing import EnsembleSmoothed
+from distilface.student import StudentConfig, build_student, on_frame_grid
+
+TOL = 1e-5  # measured: up to 5e-7 on the shipped C0/4 (tests below, docs/runtime.md)
+
+
+def student(**kw):
+    torch.manual_seed(0)
+    return build_student(StudentConfig(**{"channels": 16, "context_groups": 8, **kw})).eval()
+
+
+def batch_norm_student(**kw):
+    s = student(norm="batch", **kw)
+    g = torch.Generator().manual_seed(1)
+    for n in s.encoder_norms:  # running statistics other than the initial 0 / 1
+        n.norm.running_mean.copy_(0.1 * torch.randn(n.norm.running_mean.shape, generator=g))
+        n.norm.running_var.copy_(0.5 + torch.rand(n.norm.running_var.shape, generator=g))
+        n.norm.weight.data.copy_(1 + 0.1 * torch.randn(n.norm.weight.shape, generator=g))
+    return s
+
+
+def shipped_c04(grid):
+    return on_frame_grid(load_student(resolve_model("c0-4-256ms-ft"))[0].eval(), grid)
+
+
+CASES = {
+    # the shipped C0/4: 72 channels, groups of 9 (three output channels at a time in the context conv)
+    "c0-4 exact": lambda: shipped_c04(1),
+    "c0-4 grid 80": lambda: shipped_c04(80),
+    # 16 channels (groups of 2: the one-channel context path), 36 (rows padded to 40)
+    "16 ch grid 160": lambda: on_frame_grid(student(), 160),
+    "36 ch batch norm tanh grid 80": lambda: on_frame_grid(
+        batch_norm_student(channels=36, context_groups=4, output_activation="tanh"), 80),
+    # a 256 ms window (12 steps: the context conv's generic path), no norm, no output activation
+    "20 ch no norm 256 ms window": lambda: student(channels=20, context_groups=4, norm="none",
+                                                   output_activation="none", window_ms=256.0, future_ms=64.0),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_step_equals_torch_call_by_call(case):
+    s = CASES[case]()
+    tb, nb = TorchBackend(s), NativeModel.from_student(s)
+    g = tb.geometry
+    assert nb.geometry == g
+    rng = np.random.default_rng(0)
+    c = s.cfg.channels
+    # a first call (no state): n new steps, enough for a first window and one 4 steps later; the
+    # windows index the (zero) cache's S steps and then the new ones
+    n = (g.steps_per_window - 1 + 4) * g.dilation + 1
+    audio = (0.1 * rng.standard_normal(g.hop_samples * (n - 1 - g.tail_steps) + g.receptive_samples)
+             ).astype(np.float32)
+    frames = np.array([g.cache_steps, g.cache_steps + 4 * g.dilation], np.int64)
+    want, state_t = tb.phase_step(audio, None, frames)
+    got, state_n = nb.phase_step(audio, None, frames)
+    np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
+    np.testing.assert_allclose(state_n[:, :c].T, state_t, atol=TOL, rtol=0)
+    assert not state_n[:, c:].any()  # the padding rows stay zero
+    # three cached calls of 1, 7 and 3 new steps, the frames ending in the new steps
+    for new in (1, 7, 3):
+        audio = (0.1 * rng.standard_normal(g.hop_samples * (new - 1 - g.tail_steps) + g.receptive_samples)
+                 ).astype(np.float32)
+        frames = np.arange(new, dtype=np.int64)[::2]
+        want, state_t = tb.phase_step(audio, state_t, frames)
+        got, state_n = nb.phase_step(audio, state_n, frames)
+        np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
+        np.testing.assert_allclose(state_n[:, :c].T, state_t, atol=TOL, rtol=0)
+
+
+MODEL = on_frame_grid(student(), 80)
+AUDIO = (0.1 * np.random.default_rng(0).standard_normal(16000 * 2 + 777)).astype(np.float32)
+NATIVE = NativeModel.from_student(MODEL)
+OFFLINE = {(fps, smooth): animate_audio(EnsembleSmoothed(MODEL) if smooth else MODEL, AUDIO, fps).values
+           for fps in (30.0, 60.0) for smooth in (False, True)}
+
+
+@settings(max_examples=15, deadline=None)
+@given(sizes=st.lists(st.integers(1, 12000), min_size=1, max_size=30),
+       fps=st.sampled_from([30.0, 60.0]), smooth=st.booleans())
+def test_any_chunking_equals_offline_torch(sizes, fps, smooth):
+    s = StreamingAnimator(NATIVE.smoothed((0.25, 0.5, 0.25)) if smooth else NATIVE, fps)
+    outs, i, j = [], 0, 0
+    while i < len(AUDIO):
+        outs.append(s.push(AUDIO[i: i + sizes[j % len(sizes)]]))
+        i, j = i + sizes[j % len(sizes)], j + 1
+    got = np.concatenate(outs + [s.flush()])
+    np.testing.assert_allclose(got, OFFLINE[fps, smooth], atol=1e-4, rtol=0)
+
+
+def test_file_round_trip_and_bad_files(tmp_path):
+    path = save_native(MODEL, tmp_path / "m.npz", source="tiny")
+    loaded = NativeModel(path)
+    assert loaded.names == NATIVE.names and loaded.geometry == NATIVE.geometry
+    assert loaded.meta["source"] == "tiny" and loaded.meta["config"]["frame_grid_samples"] == 80
+    np.testing.assert_array_equal(animate_audio(loaded, AUDIO[:9000]).values, animate_audio(NATIVE, AUDIO[:9000]).values)
+    with pytest.raises(FileNotFoundError, match="no such native model file"):
+        NativeModel(tmp_path / "missing.npz")
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(ValueError, match="text.npz: not a DistilFace native model"):
+        NativeModel(tmp_path / "text.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="other.npz: not a DistilFace native model"):
+        NativeModel(tmp_path / "other.npz")
+    meta = json.loads(np.load(path)["meta"].tobytes())
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+    np.savez(tmp_path / "v9.npz", meta=np.frombuffer(json.dumps({**meta, "version": 9}).encode(), np.uint8), **arrays)
+    with pytest.raises(ValueError, match="version 9, this runtime reads distilface-native version 1"):
+        NativeModel(tmp_path / "v9.npz")
+
+
+def test_other_archs_and_bad_calls_fail_clearly():
+    with pytest.raises(ValueError, match="conv student only, not 'mfcc'"):
+        NativeModel.from_student(student(arch="mfcc"))
+    g = NATIVE.geometry
+    with pytest.raises(ValueError, match="audio too short"):
+        NATIVE.phase_step(np.zeros(g.receptive_samples // 4, np.float32), None, np.zeros(0, np.int64))
+    audio = np.zeros(g.receptive_samples, np.float32)
+    with pytest.raises(ValueError, match="frame index outside the steps"):
+        NATIVE.phase_step(audio, None, np.array([g.state_steps + 1], np.int64))
+    with pytest.raises(ValueError, match="expected"):
+        NATIVE.phase_step(audio, np.zeros((3, 3), np.float32), np.zeros(0, np.int64))
+
+
+def test_build_is_cached_atomic_and_needs_a_compiler(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILFACE_NATIVE_CACHE", str(tmp_path / "cache"))
+    lib = native.build()
+    assert lib.parent == tmp_path / "cache" and lib.is_file()
+    assert [p.name for p in lib.parent.iterdir()] == [lib.name]  # no temporary file left behind
+    mtime = lib.stat().st_mtime_ns
+    assert native.build() == lib and lib.stat().st_mtime_ns == mtime  # cached: not rebuilt
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises((NativeUnavailable, OSError)):
+        native.build(force=True)
+    assert lib.stat().st_mtime_ns == mtime  # the failed build left the library alone
+    monkeypatch.delenv("CC")
+    monkeypatch.setattr(native, "compiler", lambda: None)
+    monkeypatch.setenv("DISTILFACE_NATIVE_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(NativeUnavailable, match="needs a C compiler"):
+        native.build()
+
+
+def test_cli_export_native_and_animate(tmp_path, capsys):
+    """The real CLI: `export --native` checks the C step against torch on real speech, and
+    `animate --model x.npz` equals `animate` of the checkpoint."""
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, student())
+    main(["export", str(ckpt), "--native", "--frame-grid", "80", "-o", str(tmp_path / "m.npz")])
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["runtime"] == "native" and rep["frames"] == 99 and rep["max_abs_diff"] < 1e-4
+    for model, name in ((ckpt, "torch.csv"), (tmp_path / "m.npz", "native.csv")):
+        main(["animate", str(EXAMPLE_AUDIO), "-o", str(tmp_path / name), "--model", str(model), "--frame-grid", "80",
+              "--no-progress"])
+    a, b = (np.genfromtxt(tmp_path / n, delimiter=",", skip_header=1)[:, 2:] for n in ("torch.csv", "native.csv"))
+    assert a.shape == (99, 61) and np.nanmax(np.abs(a - b)) < 1e-4
+    with pytest.raises(SystemExit, match="fp32 only"):
+        main(["export", str(ckpt), "--native", "--int8", "-o", str(tmp_path / "q.npz")])
+
+
+NO_TORCH = """
+import sys
+
+class _NoTorch:  # any `import torch` fails, as on a machine without it
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+
+sys.meta_path.insert(0, _NoTorch())
+import numpy as np
+from distilface.runtime.native import NativeModel
+from distilface.runtime.streaming import StreamingAnimator, stream_all
+
+np.save(sys.argv[3], stream_all(StreamingAnimator(NativeModel(sys.argv[1]), 30.0), np.load(sys.argv[2]), 320))
+assert "torch" not in sys.modules and "onnxruntime" not in sys.modules
+"""
+
+
+def test_runs_without_torch_or_onnxruntime(tmp_path):
+    path = save_native(MODEL, tmp_path / "m.npz")
+    audio = load_audio(EXAMPLE_AUDIO)
+    np.save(tmp_path / "audio.npy", audio)
+    (tmp_path / "run.py").write_text(textwrap.dedent(NO_TORCH))
+    subprocess.run([sys.executable, str(tmp_path / "run.py"), str(path), str(tmp_path / "audio.npy"),
+                    str(tmp_path / "out.npy")], check=True, timeout=120, env={**os.environ})
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), animate_audio(MODEL, audio, 30.0).values,
+                               atol=1e-4, rtol=0)
+
+
+def test_stream_all_of_shipped_c04_on_real_speech():
+    s = shipped_c04(80)
+    audio = load_audio(EXAMPLE_AUDIO)
+    got = stream_all(StreamingAnimator(NativeModel.from_student(s), 30.0), audio, 320)
+    np.testing.assert_allclose(got, animate_audio(s, audio, 30.0).values, atol=TOL, rtol=0)
