@@ -136,10 +136,13 @@ def test_step_timer_on_a_grid_feeds_the_state_and_audio_a_call_takes(tmp_path):
     g = model.geometry
     calls = []
     real = model.phase_step
-    model.phase_step = lambda a, c, s: calls.append((len(a), c.shape)) or real(a, c, s)
+    model.phase_step = lambda a, c, s: calls.append((len(a), None if c is None else c.shape)) or real(a, c, s)
     ort_step_timer(model, calls=3)(5, 1)
-    # 5 new steps 80 samples apart, the first 3 hops' shared outputs read from the state
-    assert calls[0] == (4 * 80 + g.receptive_samples - 3 * 80, (g.feature_channels, 24 * 4 + 3))
+    # 5 new steps 80 samples apart, the first 3 hops' shared outputs read from the state; the
+    # first call (no state) only learns the state's shape, every timed call gets a full state
+    steps = 4 * 80 + g.receptive_samples - 3 * 80
+    assert calls[0] == (steps, None)
+    assert calls[1:] == [(steps, (g.feature_channels, 24 * 4 + 3))] * (10 + 3)
 
 
 @pytest.mark.parametrize("grid", [None, 80])
@@ -153,7 +156,7 @@ def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path, grid):
     r = json.loads(out.with_suffix(".json").read_text())
     (m,) = r["models"]
     cost = {(c["runtime"], c["graph"]): c for c in m["cost"]}
-    assert len(cost) == 6
+    assert len(cost) == 7 and ("native", "streaming") in cost  # 3 runtimes x 2 graphs, and the C step
     base = cost["torch", "windowed"]["median_ms"]
     for c in cost.values():
         assert c["frames"] == 20 and 0 < c["median_ms"] <= c["p99_ms"]
@@ -168,6 +171,11 @@ def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path, grid):
     assert onnx_mem["onnxruntime"] < onnx_mem["torch"]  # the onnxruntime process never imports torch
     fp32 = [e for e in m["equality"] if "int8" not in e["runtime"]]
     assert fp32 and all(e["max_abs_diff"] < 1e-4 for e in fp32)
+    assert {"native streaming", "native streaming, smoothed"} <= {e["runtime"] for e in fp32}
+    assert {o["runtime"] for o in m["offline"]} == {x["runtime"] for x in m["memory"]} == {
+        "torch", "onnxruntime", "onnxruntime int8", "native"}
+    nat = m["step_split_native"]
+    assert nat["points"] == 27 and nat["frame_30fps_ms"] > 0
     sp = m["step_split"]
     assert sp["points"] == 27 and min(sp["fixed_ms"], sp["per_step_ms"], sp["per_head_ms"]) >= 0
     n = 20 / 3 if grid else 5  # new steps per 30 fps frame
@@ -175,5 +183,5 @@ def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path, grid):
     assert sp["frame_30fps_ms"] == pytest.approx(sp["fixed_ms"] + n * sp["per_step_ms"] + sp["per_head_ms"])
     md = out.with_suffix(".md").read_text()
     assert ("frame grid 80 samples" in md) == bool(grid)
-    assert "| onnxruntime streaming call | fixed |" in md
+    assert "| streaming call, us | fixed |" in md and "\n| native | " in md and "\n| onnxruntime | " in md
     assert "| onnxruntime int8 | streaming |" in md and out.with_suffix(".png").stat().st_size > 1000

@@ -1,6 +1,7 @@
 """`distilface bench runtime`: what a shipped student costs where it runs, on one CPU thread.
 
-Per model and runtime (torch / onnxruntime fp32 / onnxruntime int8, each windowed and streaming):
+Per model and runtime (torch / onnxruntime fp32 / onnxruntime int8, each windowed and streaming;
+and for a conv student the C step of `distilface.runtime.native`, streaming only):
 
 - CPU time per 30 fps frame, median and p99. Windowed: one window per frame, each call timed on
   its own (a different window of real speech each time). Streaming: `StreamingAnimator` fed one
@@ -8,7 +9,7 @@ Per model and runtime (torch / onnxruntime fp32 / onnxruntime int8, each windowe
   a frame is timed. Ratios are against windowed torch in the same run, same process.
 - Offline real-time factor: `animate_audio` on a long file (default 10 minutes of the example
   clip, looped) in one call; audio seconds per second of compute.
-- The streaming step's cost split (onnxruntime fp32): one `phase_step` call timed for n new encoder
+- The streaming step's cost split (onnxruntime fp32, and the C step): one `phase_step` call timed for n new encoder
   steps and F windows over a grid, fitted as fixed + n x per-step + F x per-head-pass
   (non-negative least squares on the fastest of three repeats per point). A 30 fps frame is
   about fixed + 5 steps + 1 head (docs/runtime.md): this says which part a faster student must
@@ -40,6 +41,7 @@ from distilface.audio import SAMPLE_RATE_HZ
 from distilface.runtime.streaming import StreamingAnimator
 
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime int8")
+NATIVE = "native"  # the C step (conv students only, streaming only)
 GRAPHS = ("windowed", "streaming")
 
 
@@ -126,11 +128,14 @@ if runtime == "torch":
     import torch
     torch.set_num_threads(1)
     from distilface.checkpoint import load_student
+elif runtime == "native":
+    from distilface.runtime.native import NativeModel as OrtModel  # same call below
 else:
     from distilface.runtime.ort import OrtModel
 audio = looped(load_audio(EXAMPLE_AUDIO), seconds)
 before = hwm_mb()
-model = load_student(path)[0] if runtime == "torch" else OrtModel(path, threads=1)
+model = load_student(path)[0] if runtime == "torch" else (
+    OrtModel(path) if runtime == "native" else OrtModel(path, threads=1))
 if runtime == "torch":  # the export carries its frame grid; the checkpoint gets the run's
     from distilface.student import on_frame_grid
     model = on_frame_grid(model, int(sys.argv[4]))
@@ -201,7 +206,7 @@ def ort_step_timer(model: Any, calls: int = 200) -> Callable[[int, int], float]:
 def peak_memory(runtime: str, path: Path, seconds: float = 60.0, frame_grid: int = 1) -> dict[str, float]:
     """Peak RSS (MB) of a fresh process streaming `seconds` through `path` in `runtime`, and the
     part added by loading and running the model (peak minus the peak after imports and audio)."""
-    r = subprocess.run([sys.executable, "-c", _PROBE, "torch" if runtime == "torch" else "onnxruntime",
+    r = subprocess.run([sys.executable, "-c", _PROBE, runtime if runtime in ("torch", NATIVE) else "onnxruntime",
                         str(path), str(seconds), str(frame_grid)], capture_output=True, text=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
     if r.returncode != 0:
@@ -266,6 +271,13 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
             export_model(student, f, streaming=graph == "streaming", int8=int8, fps=fps)
             rt = "onnxruntime int8" if int8 else "onnxruntime"
             models[(rt, graph)], files[(rt, graph)] = OrtModel(f, threads=1), f
+    runtimes = list(RUNTIMES)
+    if student.cfg.arch == "conv":  # the C step exists for the conv student only
+        from distilface.runtime.native import NativeModel, save_native
+
+        f = save_native(student, out_dir / "native.npz")
+        models[(NATIVE, "streaming")], files[(NATIVE, "streaming")] = NativeModel(f), f
+        runtimes.append(NATIVE)
     clip = load_audio(EXAMPLE_AUDIO)
 
     def torch_window(x: np.ndarray) -> Any:
@@ -290,24 +302,30 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
     ort_stream = models[("onnxruntime", "streaming")]
     split = fit_step_cost(ort_step_timer(ort_stream, calls=max(frames // 2, 10)),
                           frame_steps=steps_per_frame(ort_stream.geometry))
+    split_native = None
+    if (NATIVE, "streaming") in models:
+        split_native = fit_step_cost(ort_step_timer(models[(NATIVE, "streaming")], calls=max(frames // 2, 10)),
+                                     frame_steps=steps_per_frame(ort_stream.geometry))
 
     long_audio = looped(clip, offline_s)
     offline = []
-    for rt in RUNTIMES:
+    for rt in runtimes:
         m = models[(rt, "streaming")]
         with torch.inference_mode():
             offline.append({"runtime": rt, **offline_rtf(m, long_audio, fps)})
     memory = [{"runtime": rt, **peak_memory(rt, files[(rt, "streaming")], memory_s, student.cfg.frame_grid_samples)}
-              for rt in RUNTIMES]
+              for rt in runtimes]
 
     eq = []
     if equality_seeds:
+        streamed = {f"{rt} streaming": models[(rt, "streaming")] for rt in runtimes[1:]
+                    if rt in ("onnxruntime", NATIVE)}
         smoothed = (EnsembleSmoothed(student, DEFAULT_WEIGHTS),
                     {"torch": EnsembleSmoothed(student, DEFAULT_WEIGHTS),
-                     "onnxruntime streaming": models[("onnxruntime", "streaming")].smoothed(DEFAULT_WEIGHTS)})
-        runtimes = {"torch": student, **{f"{rt} {g}": models[(rt, g)] for rt in RUNTIMES[1:] for g in GRAPHS}}
+                     **{n: m.smoothed(DEFAULT_WEIGHTS) for n, m in streamed.items()}})
+        compared = {"torch": student, **{f"{rt} {g}": m for (rt, g), m in models.items() if rt != "torch"}}
         with torch.inference_mode():
-            eq = equality(runtimes, smoothed, clip[: 5 * SAMPLE_RATE_HZ], seeds=equality_seeds)
+            eq = equality(compared, smoothed, clip[: 5 * SAMPLE_RATE_HZ], seeds=equality_seeds)
 
     latency = None
     if latency_s > 0:
@@ -319,7 +337,7 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
     return {"model": name, "path": str(path), "future_ms": student.cfg.future_ms, "fps": fps,
             "frame_grid_samples": student.cfg.frame_grid_samples,
             "parameters": sum(p.numel() for p in student.parameters()),
-            "cost": cost, "step_split": split, "offline": offline, "memory": memory, "equality": eq, "latency": latency}
+            "cost": cost, "step_split": split, "step_split_native": split_native, "offline": offline, "memory": memory, "equality": eq, "latency": latency}
 
 
 def bench_runtime(names: list[str], onnx_dir: Path, **kw: Any) -> dict[str, Any]:
@@ -355,14 +373,16 @@ def format_markdown(result: dict[str, Any]) -> str:
         for r in m["cost"]:
             lines.append(f"| {r['runtime']} | {r['graph']} | {r['median_ms']:.3f} | {r['p99_ms']:.3f} | "
                          f"{r['speedup']:.1f}x | {r['bytes'] / 1e6:.2f} MB |")
-        sp = m.get("step_split")
-        if sp:
-            n = sp.get("frame_steps", 5.0)
-            lines += ["", "| onnxruntime streaming call | fixed | per encoder step | per head pass | "
-                      f"30 fps frame (fixed + {n:.3g} steps + 1 head) | largest residual |", "|---|---|---|---|---|---|",
-                      f"| us | {1000 * sp['fixed_ms']:.1f} | {1000 * sp['per_step_ms']:.1f} | "
-                      f"{1000 * sp['per_head_ms']:.1f} | {1000 * sp['frame_30fps_ms']:.1f} | "
-                      f"{1000 * sp['max_residual_ms']:.1f}{' (unstable fit)' if sp.get('unstable') else ''} |"]
+        splits = [(rt, m.get(key)) for rt, key in (("onnxruntime", "step_split"), (NATIVE, "step_split_native"))
+                  if m.get(key)]
+        if splits:
+            n = splits[0][1].get("frame_steps", 5.0)
+            lines += ["", "| streaming call, us | fixed | per encoder step | per head pass | "
+                      f"30 fps frame (fixed + {n:.3g} steps + 1 head) | largest residual |", "|---|---|---|---|---|---|"]
+            for rt, sp in splits:
+                lines.append(f"| {rt} | {1000 * sp['fixed_ms']:.1f} | {1000 * sp['per_step_ms']:.1f} | "
+                             f"{1000 * sp['per_head_ms']:.1f} | {1000 * sp['frame_30fps_ms']:.1f} | "
+                             f"{1000 * sp['max_residual_ms']:.1f}{' (unstable fit)' if sp.get('unstable') else ''} |")
         lines += ["", "| runtime (streaming graph) | offline: audio | compute | real-time factor | "
                   "peak RSS | added by the model |", "|---|---|---|---|---|---|"]
         mem = {r["runtime"]: r for r in m["memory"]}
@@ -442,12 +462,14 @@ def write_results(result: dict[str, Any], out: str | Path) -> list[Path]:
 
 
 def speed_summary(result: dict[str, Any]) -> str:
-    """One line per model: streaming onnxruntime vs windowed torch, for the terminal."""
+    """One line per model: streaming onnxruntime (and the C step) vs windowed torch, for the terminal."""
     lines = []
     for m in result["models"]:
         c = {(r["runtime"], r["graph"]): r for r in m["cost"]}
         s = c[("onnxruntime", "streaming")]
+        n = c.get((NATIVE, "streaming"))
+        nat = f", native {n['median_ms']:.3f} ms/frame ({n['speedup']:.1f}x)" if n else ""
         lines.append(f"{m['model']}: streaming onnxruntime {s['median_ms']:.3f} ms/frame "
-                     f"({s['speedup']:.1f}x windowed torch); offline "
+                     f"({s['speedup']:.1f}x windowed torch){nat}; offline "
                      f"{statistics.median(r['rtf'] for r in m['offline']):.0f}x real time (median of runtimes)")
     return "\n".join(lines)
