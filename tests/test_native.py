@@ -166,6 +166,25 @@ def test_build_is_cached_atomic_and_needs_a_compiler(tmp_path, monkeypatch):
         native.build()
 
 
+DENORMALS = """
+import numpy as np
+from distilface.runtime.native import NativeModel, load_library
+tiny = np.full(64, 1e-39, np.float32)  # denormals (64: numpy's vector loop, as a single value may not be)
+load_library()
+# compared as bits: with denormals-are-zero on, a float comparison would call 0 and tiny equal
+assert ((tiny * np.float32(1.0)).view(np.uint32) == tiny.view(np.uint32)).all(), "the process's denormals are flushed"
+"""
+
+
+def test_loading_and_calling_leave_the_process_float_mode_alone(tmp_path):
+    """A library built with -ffast-math and linked by gcc 12 sets flush-to-zero for the whole
+    process on load; this one flushes inside its calls only."""
+    subprocess.run([sys.executable, "-c", DENORMALS], check=True, timeout=120)
+    tiny = np.full(64, 1e-39, np.float32)
+    NATIVE.phase_step(np.zeros(NATIVE.geometry.receptive_samples, np.float32), None, np.zeros(0, np.int64))
+    assert ((tiny * np.float32(1.0)).view(np.uint32) == tiny.view(np.uint32)).all()
+
+
 def test_cli_export_native_and_animate(tmp_path, capsys):
     """The real CLI: `export --native` checks the C step against torch on real speech, and
     `animate --model x.npz` equals `animate` of the checkpoint."""

@@ -37,7 +37,11 @@ SOURCE = Path(__file__).with_name("csrc") / "dfstep.c"
 # -ffast-math lets glibc's libmvec vectorise erff (GELU); the step equals torch within 1e-5
 # anyway (tests/test_native.py). -march=native: the library is built on the machine that runs it;
 # 256-bit vectors even where gcc tunes for 128 (znver1: GELU and the norms 15-20 % faster there).
-CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=256", "-ffast-math", "-shared", "-fPIC")
+CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=256", "-ffast-math", "-fPIC")
+# Linked in a second command without -ffast-math: gcc 12 would otherwise link crtfastmath.o into the
+# library, whose constructor turns on flush-to-zero in every process that loads it (dfstep.c
+# flushes denormals inside its own calls only).
+LDFLAGS = ("-shared",)
 ABI = 1  # DF_ABI of dfstep.c
 FILE_FORMAT = "distilface-native"
 FILE_VERSION = 1
@@ -100,7 +104,7 @@ def library_path() -> Path:
     one file per source, flags, compiler and CPU."""
     root = os.environ.get("DISTILFACE_NATIVE_CACHE") or (
         Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distilface" / "native")
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode() + (compiler() or "").encode()
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS + LDFLAGS).encode() + (compiler() or "").encode()
                          + _cpu().encode()).hexdigest()[:16]
     return Path(root) / f"dfstep-{key}.so"
 
@@ -117,14 +121,17 @@ def build(force: bool = False) -> Path:
         raise NativeUnavailable("the native runtime needs a C compiler (cc, gcc or clang; Debian: apt-get install gcc)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    cmd = [cc, *CFLAGS, "-o", str(tmp), str(SOURCE), "-lm"]
+    obj = tmp.with_suffix(".o")
+    cmds = [[cc, *CFLAGS, "-c", "-o", str(obj), str(SOURCE)], [cc, *LDFLAGS, "-o", str(tmp), str(obj), "-lm"]]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            raise NativeUnavailable(f"building {SOURCE.name} failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
+        for cmd in cmds:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                raise NativeUnavailable(f"building {SOURCE.name} failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+        obj.unlink(missing_ok=True)
     return out
 
 
