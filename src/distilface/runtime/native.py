@@ -147,6 +147,16 @@ def load_library() -> ctypes.CDLL:
     return lib
 
 
+def _address(a: np.ndarray) -> int:
+    """The data pointer of a C-contiguous array: 0.7 us through the buffer protocol where
+    `a.ctypes.data` takes 2.8 (it builds a helper object), five times per step. Read-only or
+    empty arrays take the slow path."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError):
+        return a.ctypes.data
+
+
 # -- weights laid out for the C products ---------------------------------------------------------
 def pack_student(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(meta, arrays) of a conv student (`distilface.student.Student`) for the C step.
@@ -351,8 +361,8 @@ class NativeModel:
             raise ValueError(f"native step: state of shape {cache.shape} {cache.dtype}, expected {self._state_shape} float32")
         out = np.empty((len(frames), len(self.names)), np.float32)
         cache_out = np.empty(self._state_shape, np.float32)
-        n = self._lib.df_step(self._net_ref, audio.ctypes.data, len(audio), cache.ctypes.data, frames.ctypes.data,
-                              len(frames), out.ctypes.data, cache_out.ctypes.data)
+        n = self._lib.df_step(self._net_ref, _address(audio), len(audio), _address(cache), _address(frames),
+                              len(frames), _address(out), _address(cache_out))
         if n < 0:
             raise ValueError(f"native step: {ERRORS.get(n, n)} ({len(audio)} samples, frames {frames.tolist()})")
         return out, cache_out
