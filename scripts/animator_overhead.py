@@ -1,12 +1,14 @@
-"""How much of a streaming frame is `StreamingAnimator`'s own Python, not the onnxruntime call.
+"""How much of a streaming frame is `StreamingAnimator`'s own Python, not the onnxruntime (or C) call.
 
-Exports MODEL's streaming graph to a temporary folder, streams the example clip (looped) one
+Exports MODEL's streaming graph to a temporary folder (`--runtime native`: packs it for the C
+step), streams the example clip (looped) one
 30 fps frame of audio per `push`, as a game loop would, and times each push that completes a frame
 against the `phase_step` calls made inside it. Prints medians in microseconds. Used for the
 animator's share in docs/performance.md:
 
     python scripts/animator_overhead.py c0-4-256ms-ft
     python scripts/animator_overhead.py c0-4-256ms-ft --frame-grid 80
+    python scripts/animator_overhead.py c0-4-256ms-ft --frame-grid 80 --runtime native
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,12 +25,13 @@ from distilface.audio import EXAMPLE_AUDIO, SAMPLE_RATE_HZ, load_audio
 from distilface.checkpoint import load_student
 from distilface.models import resolve_model
 from distilface.runtime.export import export_model
+from distilface.runtime.native import NativeModel
 from distilface.runtime.ort import OrtModel
 from distilface.runtime.streaming import StreamingAnimator
 from distilface.student import on_frame_grid
 
 
-def overhead_us(model: OrtModel, audio: np.ndarray, fps: float = 30.0) -> dict[str, float]:
+def overhead_us(model: Any, audio: np.ndarray, fps: float = 30.0) -> dict[str, float]:
     """Medians over frame-completing pushes: the push, the `phase_step` calls in it, and the rest."""
     inner: list[float] = []
     call = model.phase_step
@@ -60,12 +64,17 @@ def main() -> None:
     ap.add_argument("model", help="a shipped model name or a checkpoint")
     ap.add_argument("--loops", type=int, default=4, help="times the example clip is streamed")
     ap.add_argument("--frame-grid", type=int, default=None, metavar="N", help="frame times on a grid of N samples")
+    ap.add_argument("--runtime", choices=("onnxruntime", "native"), default="onnxruntime")
     args = ap.parse_args()
     student = on_frame_grid(load_student(resolve_model(args.model))[0], args.frame_grid)
+    audio = np.tile(load_audio(EXAMPLE_AUDIO), args.loops)
+    if args.runtime == "native":
+        print(overhead_us(NativeModel.from_student(student.eval()), audio))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "streaming.onnx"
         export_model(student.eval(), path, streaming=True)
-        print(overhead_us(OrtModel(path, threads=1), np.tile(load_audio(EXAMPLE_AUDIO), args.loops)))
+        print(overhead_us(OrtModel(path, threads=1), audio))
 
 
 if __name__ == "__main__":

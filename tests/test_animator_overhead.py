@@ -31,3 +31,16 @@ def test_overhead_counts_every_frame_push_and_its_calls(tmp_path):
     assert 0 < r["frames"] <= num_frames(2.0, 30.0)
     assert r["push_us"] >= r["phase_step_us"] > 0  # the calls are timed inside their push
     assert r["animator_us"] >= 0
+
+
+def test_overhead_times_the_native_step_the_same_way():
+    from distilface.runtime.native import NativeModel
+
+    spec = importlib.util.spec_from_file_location("animator_overhead", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    model = NativeModel.from_student(build_student(StudentConfig(channels=16, context_groups=8)).eval())
+    audio = (0.1 * np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE_HZ)).astype(np.float32)
+    r = mod.overhead_us(model, audio, fps=30.0)
+    assert 0 < r["frames"] <= num_frames(2.0, 30.0) and r["push_us"] >= r["phase_step_us"] > 0
