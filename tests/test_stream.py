@@ -402,3 +402,18 @@ def test_config_is_checked():
                 {"outputs": ()}, {"fps": 0}, {"pcm_format": "mp3"}, {"ws_port": 70000}):
         with pytest.raises(ValueError):
             StreamConfig(**bad)
+
+
+def test_cli_streams_a_native_export(tmp_path):
+    """`stream --model x.npz`: the real CLI on the C step, frames equal to offline torch."""
+    from distilface.runtime.native import save_native
+
+    save_native(MODEL, tmp_path / "tiny.npz")
+    pcm = encode_pcm(noise(1.2, seed=6))
+    proc = subprocess.run([sys.executable, "-m", "distilface.cli", "stream", "--input", "stdin", "--model",
+                           str(tmp_path / "tiny.npz"), "--output", "ndjson"], input=pcm, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    want = offline(decode_pcm(pcm))
+    assert [m["frame"] for m in lines] == list(range(len(want)))
+    np.testing.assert_allclose(frames_of(lines), want, atol=TOL, rtol=0)
