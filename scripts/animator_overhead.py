@@ -9,6 +9,8 @@ animator's share in docs/performance.md:
     python scripts/animator_overhead.py c0-4-256ms-ft
     python scripts/animator_overhead.py c0-4-256ms-ft --frame-grid 80
     python scripts/animator_overhead.py c0-4-256ms-ft --frame-grid 80 --runtime native
+
+With `--runtime native` it also times the pushes with the bookkeeping in C (csrc/dfstream.c).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from distilface.student import on_frame_grid
 
 def overhead_us(model: Any, audio: np.ndarray, fps: float = 30.0) -> dict[str, float]:
     """Medians over frame-completing pushes: the push, the `phase_step` calls in it, and the rest."""
+    if getattr(model, "stream_in_c", False):  # the Python bookkeeping is what is timed here
+        model.stream_in_c = False
     inner: list[float] = []
     call = model.phase_step
 
@@ -59,6 +63,21 @@ def overhead_us(model: Any, audio: np.ndarray, fps: float = 30.0) -> dict[str, f
             "animator_us": float(np.median(p - s))}
 
 
+def push_us(model: Any, audio: np.ndarray, fps: float = 30.0) -> dict[str, float]:
+    """Median of frame-completing pushes of one frame of audio, whatever runs the bookkeeping
+    (for a `NativeModel`: csrc/dfstream.c, one C call per push)."""
+    animator = StreamingAnimator(model, fps=fps)
+    hop = round(SAMPLE_RATE_HZ / fps)
+    push = []
+    for i in range(0, len(audio) - hop, hop):
+        t0 = time.perf_counter()
+        frames = animator.push(audio[i: i + hop])
+        dt = time.perf_counter() - t0
+        if len(frames):
+            push.append(dt)
+    return {"frames": len(push), "push_us": float(1e6 * np.median(push))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="a shipped model name or a checkpoint")
@@ -68,8 +87,9 @@ def main() -> None:
     args = ap.parse_args()
     student = on_frame_grid(load_student(resolve_model(args.model))[0], args.frame_grid)
     audio = np.tile(load_audio(EXAMPLE_AUDIO), args.loops)
-    if args.runtime == "native":
-        print(overhead_us(NativeModel.from_student(student.eval()), audio))
+    if args.runtime == "native":  # the C step under the Python animator, then under the C one
+        print({"python_animator": overhead_us(NativeModel.from_student(student.eval()), audio),
+               "c_animator": push_us(NativeModel.from_student(student.eval()), audio)})
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "streaming.onnx"

@@ -42,5 +42,8 @@ def test_overhead_times_the_native_step_the_same_way():
     torch.manual_seed(0)
     model = NativeModel.from_student(build_student(StudentConfig(channels=16, context_groups=8)).eval())
     audio = (0.1 * np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE_HZ)).astype(np.float32)
-    r = mod.overhead_us(model, audio, fps=30.0)
+    r = mod.overhead_us(model, audio, fps=30.0)  # the Python animator around the C step
     assert 0 < r["frames"] <= num_frames(2.0, 30.0) and r["push_us"] >= r["phase_step_us"] > 0
+    model.stream_in_c = True
+    c = mod.push_us(model, audio, fps=30.0)  # the C animator: the same frame-completing pushes
+    assert c["frames"] == r["frames"] and c["push_us"] > 0

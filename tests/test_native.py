@@ -236,3 +236,56 @@ def test_stream_all_of_shipped_c04_on_real_speech():
     audio = load_audio(EXAMPLE_AUDIO)
     got = stream_all(StreamingAnimator(NativeModel.from_student(s), 30.0), audio, 320)
     np.testing.assert_allclose(got, animate_audio(s, audio, 30.0).values, atol=TOL, rtol=0)
+
+
+def _python_bookkeeping(model):
+    """The same C step with `StreamingAnimator`'s own Python bookkeeping instead of csrc/dfstream.c."""
+    py = NativeModel(meta=model.meta, arrays=model._arrays)
+    py.stream_in_c = False
+    return py
+
+
+EXACT = student()  # exact frame times: 3 phases at 30 fps, more with smoothing and at 60 fps
+C_EXACT, C_GRID = NativeModel.from_student(EXACT), NATIVE
+PY = {"exact": _python_bookkeeping(C_EXACT), "grid": _python_bookkeeping(C_GRID)}
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=st.lists(st.integers(1, 9000), min_size=1, max_size=30), fps=st.sampled_from([30.0, 60.0, 24.0]),
+       smooth=st.booleans(), which=st.sampled_from(["exact", "grid"]))
+def test_c_bookkeeping_equals_the_python_animator(sizes, fps, smooth, which):
+    """csrc/dfstream.c against `StreamingAnimator`'s Python on the same C step: the same frames
+    push by push, and the same work (encoder steps, windows, phases)."""
+    c_model = C_EXACT if which == "exact" else C_GRID
+    wrap = (lambda m: m.smoothed((0.25, 0.5, 0.25))) if smooth else (lambda m: m)
+    a, b = StreamingAnimator(wrap(c_model), fps), StreamingAnimator(wrap(PY[which]), fps)
+    assert a._native is not None and b._native is None
+    i, j = 0, 0
+    while i < len(AUDIO):
+        n = sizes[j % len(sizes)]
+        x, y = a.push(AUDIO[i: i + n]), b.push(AUDIO[i: i + n])
+        assert x.shape == y.shape
+        np.testing.assert_allclose(x, y, atol=1e-6, rtol=0)
+        i, j = i + n, j + 1
+    np.testing.assert_allclose(a.flush(), b.flush(), atol=1e-6, rtol=0)
+    assert (a.stats, a.phases, a.frames_out) == (b.stats, b.phases, b.frames_out)
+    with pytest.raises(RuntimeError, match="push after the final one"):
+        a.push(AUDIO[:10])
+    a.reset()
+    assert a.frames_out == 0 and a.stats == {"encoder_steps": 0, "windows": 0}
+    got = np.concatenate([a.push(AUDIO[:7000]), a.flush()])
+    want = animate_audio(EnsembleSmoothed(EXACT if which == "exact" else MODEL) if smooth
+                         else (EXACT if which == "exact" else MODEL), AUDIO[:7000], fps).values
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_c_bookkeeping_resamples_in_python_and_bounds_batches():
+    from distilface.audio import resample
+
+    x44 = resample(AUDIO, 16000, 44100)
+    got = stream_all(StreamingAnimator(C_EXACT, 30.0, sample_rate_hz=44100), x44, 4410)
+    np.testing.assert_allclose(got, animate_audio(EXACT, resample(x44, 44100, 16000), 30.0).values, atol=1e-4, rtol=0)
+    # a tiny pass: every push's windows run in many batches of at most 3 jobs
+    s = StreamingAnimator(C_EXACT.smoothed((0.25, 0.5, 0.25)), 60.0, pass_s=0.02)
+    got = np.concatenate([s.push(AUDIO), s.flush()])
+    np.testing.assert_allclose(got, animate_audio(EnsembleSmoothed(EXACT), AUDIO, 60.0).values, atol=1e-4, rtol=0)

@@ -33,7 +33,9 @@ import numpy as np
 
 from distilface.runtime.streaming import Smoothed, StreamGeometry, smooth_offset_samples
 
-SOURCE = Path(__file__).with_name("csrc") / "dfstep.c"
+CSRC = Path(__file__).with_name("csrc")
+SOURCE = CSRC / "dfstep.c"  # the step: products, norms, GELU (-ffast-math)
+STREAM_SOURCE = CSRC / "dfstream.c"  # the animator's bookkeeping (IEEE: frame times as Python's)
 # -ffast-math lets glibc's libmvec vectorise erff (GELU); the step equals torch within 1e-5
 # anyway (tests/test_native.py). -march=native: the library is built on the machine that runs it;
 # 256-bit vectors even where gcc tunes for 128 (znver1: GELU and the norms 15-20 % faster there).
@@ -42,14 +44,15 @@ CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=256", "-ffast-math", "-
 # library, whose constructor turns on flush-to-zero in every process that loads it (dfstep.c
 # flushes denormals inside its own calls only).
 LDFLAGS = ("-shared",)
-ABI = 1  # DF_ABI of dfstep.c
+STREAM_CFLAGS = ("-O2", "-fPIC")
+ABI = 2  # DF_ABI of dfstep.h
 FILE_FORMAT = "distilface-native"
 FILE_VERSION = 1
 MAX_ENC, MAX_RED, MAX_FC = 8, 8, 6
 NORMS = {"none": 0, "layer": 1, "batch": 2}  # batch: eval-mode BatchNorm folded to scale and shift
 ACTIVATIONS = {"none": 0, "sigmoid": 1, "tanh": 2}
 ERRORS = {-1: "ABI mismatch", -2: "audio too short for one encoder step", -3: "frame index outside the steps",
-          -4: "out of memory"}
+          -4: "out of memory", -5: "stream state out of order"}
 
 
 class NativeUnavailable(RuntimeError):
@@ -104,7 +107,8 @@ def library_path() -> Path:
     one file per source, flags, compiler and CPU."""
     root = os.environ.get("DISTILFACE_NATIVE_CACHE") or (
         Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distilface" / "native")
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS + LDFLAGS).encode() + (compiler() or "").encode()
+    sources = b"".join(p.read_bytes() for p in (SOURCE, STREAM_SOURCE, CSRC / "dfstep.h"))
+    key = hashlib.sha256(sources + " ".join(CFLAGS + STREAM_CFLAGS + LDFLAGS).encode() + (compiler() or "").encode()
                          + _cpu().encode()).hexdigest()[:16]
     return Path(root) / f"dfstep-{key}.so"
 
@@ -121,8 +125,9 @@ def build(force: bool = False) -> Path:
         raise NativeUnavailable("the native runtime needs a C compiler (cc, gcc or clang; Debian: apt-get install gcc)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    obj = tmp.with_suffix(".o")
-    cmds = [[cc, *CFLAGS, "-c", "-o", str(obj), str(SOURCE)], [cc, *LDFLAGS, "-o", str(tmp), str(obj), "-lm"]]
+    obj, obj2 = tmp.with_suffix(".step.o"), tmp.with_suffix(".stream.o")
+    cmds = [[cc, *CFLAGS, "-c", "-o", str(obj), str(SOURCE)], [cc, *STREAM_CFLAGS, "-c", "-o", str(obj2), str(STREAM_SOURCE)],
+            [cc, *LDFLAGS, "-o", str(tmp), str(obj), str(obj2), "-lm"]]
     try:
         for cmd in cmds:
             proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -130,8 +135,8 @@ def build(force: bool = False) -> Path:
                 raise NativeUnavailable(f"building {SOURCE.name} failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
         os.replace(tmp, out)
     finally:
-        tmp.unlink(missing_ok=True)
-        obj.unlink(missing_ok=True)
+        for p in (tmp, obj, obj2):
+            p.unlink(missing_ok=True)
     return out
 
 
@@ -144,6 +149,14 @@ def load_library() -> ctypes.CDLL:
     lib.df_step.restype = ctypes.c_int
     lib.df_step.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
                             ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    i64, vp = ctypes.c_int64, ctypes.c_void_p
+    lib.df_stream_new.restype = vp
+    lib.df_stream_new.argtypes = [vp, ctypes.c_double, i64, i64, i64, i64, i64, ctypes.c_int, vp, vp, i64]
+    lib.df_stream_push.restype = i64
+    lib.df_stream_push.argtypes = [vp, vp, i64, ctypes.c_int, vp, i64]
+    for name in ("df_stream_reset", "df_stream_free"):
+        getattr(lib, name).argtypes, getattr(lib, name).restype = [vp], None
+    lib.df_stream_stats.argtypes, lib.df_stream_stats.restype = [vp, vp], None
     return lib
 
 
@@ -270,6 +283,55 @@ def export_native(student: Any, out_path: str | Path, fps: float = 30.0, source:
             "tolerance": FP32_TOLERANCE, "bytes": out.stat().st_size, "seconds": time.perf_counter() - t0}
 
 
+class CStream:
+    """`StreamingAnimator`'s bookkeeping for a `NativeModel`, in C (csrc/dfstream.c): 16 kHz audio
+    in, frames out, the same frames as the Python animator. `StreamingAnimator` uses it for a
+    `NativeModel` (resampling stays in Python); `NativeModel.stream_in_c = False` turns it off."""
+
+    def __init__(self, model: "NativeModel", fps: float, past_samples: int,
+                 preds: list[tuple[int, float]], max_jobs: int) -> None:
+        g = model.geometry
+        self._model, self._lib, self.fps = model, model._lib, float(fps)
+        offsets = np.array([o for o, _ in preds], np.int64)
+        weights = np.array([w for _, w in preds], np.float32)
+        self._handle = self._lib.df_stream_new(model._net_ref, self.fps, past_samples, g.span_samples,
+                                               g.receptive_samples, g.hop_samples, g.grid_samples, len(preds),
+                                               offsets.ctypes.data, weights.ctypes.data, max_jobs)
+        if not self._handle:
+            raise ValueError(f"native stream: bad settings (fps {fps}, {len(preds)} predictions) or out of memory")
+        self._outputs = len(model.names)
+        self._n = self._emitted = 0
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None):
+            self._lib.df_stream_free(self._handle)
+            self._handle = None
+
+    def reset(self) -> None:
+        self._lib.df_stream_reset(self._handle)
+        self._n = self._emitted = 0
+
+    def stats(self) -> tuple[int, int, int, int]:
+        """(encoder steps computed, windows run, phases seen, frames emitted) since the reset."""
+        out = np.zeros(4, np.int64)
+        self._lib.df_stream_stats(self._handle, out.ctypes.data)
+        return tuple(int(x) for x in out)  # type: ignore[return-value]
+
+    def push(self, audio: np.ndarray, final: bool) -> np.ndarray:
+        """(n,) float32 16 kHz -> (frames, outputs) completed by it."""
+        from distilface.curves import num_frames
+
+        audio = np.ascontiguousarray(audio, np.float32)
+        self._n += len(audio)
+        cap = num_frames(self._n / 16000, self.fps) - self._emitted  # frames that exist, not yet out
+        out = np.empty((max(cap, 1), self._outputs), np.float32)
+        n = self._lib.df_stream_push(self._handle, _address(audio), len(audio), int(final), _address(out), len(out))
+        if n < 0:
+            raise RuntimeError(f"native stream: {ERRORS.get(n, n)}")
+        self._emitted += n
+        return out[:n]
+
+
 class NativeModel:
     """A conv student's streaming step in C: a `StreamingAnimator` backend (module doc).
 
@@ -277,6 +339,7 @@ class NativeModel:
     torch student in memory."""
 
     streaming = True
+    stream_in_c = True  # StreamingAnimator runs its bookkeeping in C too (`CStream`)
 
     def __init__(self, path: str | Path | None = None, *, meta: dict | None = None,
                  arrays: dict[str, np.ndarray] | None = None) -> None:
@@ -344,6 +407,10 @@ class NativeModel:
 
     def __repr__(self) -> str:
         return f"NativeModel({str(self.path) if self.path else 'in memory'!r}, {self.meta['channels']} channels)"
+
+    def c_stream(self, fps: float, past_samples: int, preds: list[tuple[int, float]], max_jobs: int) -> CStream:
+        """The animator's bookkeeping in C for this model (`StreamingAnimator` calls it)."""
+        return CStream(self, fps, past_samples, preds, max_jobs)
 
     def smoothed(self, weights: tuple[float, float, float]) -> Smoothed:
         """This model with ensemble smoothing (the torch student's offset, from the meta)."""

@@ -197,6 +197,11 @@ class StreamingAnimator:
         self._resampler = None
         if self.sample_rate_hz != SAMPLE_RATE_HZ:
             self._resampler = StreamResampler(self.sample_rate_hz, SAMPLE_RATE_HZ)
+        # A backend that can run this bookkeeping itself (the C runtime: `NativeModel`) does so;
+        # push then only resamples. Same frames (tests/test_native.py).
+        self._native = None
+        if self._streaming and getattr(self.backend, "stream_in_c", False):
+            self._native = self.backend.c_stream(self.fps, self._past, self._preds, self._max_jobs)
         self.reset()
 
     @property
@@ -207,12 +212,12 @@ class StreamingAnimator:
     @property
     def phases(self) -> int:
         """Phases (window starts modulo the encoder stride) seen since the last reset."""
-        return len(self._phases)
+        return self._native.stats()[2] if self._native is not None else len(self._phases)
 
     @property
     def frames_out(self) -> int:
         """Frames returned since the last reset."""
-        return self._emitted
+        return self._native.stats()[3] if self._native is not None else self._emitted
 
     def reset(self) -> None:
         """Forget all audio and state: the next push starts a new stream at time 0."""
@@ -226,8 +231,18 @@ class StreamingAnimator:
         self._phases: dict[int, _Phase] = {}
         self._emitted = 0
         self._finished = False
+        if self._native is not None:
+            self._native.reset()
         # work done since the reset: encoder steps computed and head passes (windows) run
-        self.stats = {"encoder_steps": 0, "windows": 0}
+        self._stats = {"encoder_steps": 0, "windows": 0}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Work done since the reset: encoder steps computed and head passes (windows) run."""
+        if self._native is not None:
+            steps, windows, _, _ = self._native.stats()
+            return {"encoder_steps": steps, "windows": windows}
+        return self._stats
 
     def push(self, audio: np.ndarray, final: bool = False) -> np.ndarray:
         """(n,) float audio at `sample_rate_hz` -> (frames, outputs) float32 completed by it.
@@ -242,6 +257,10 @@ class StreamingAnimator:
             raise ValueError(f"push expects mono samples (n,), got shape {x.shape}")
         if self._resampler is not None:
             x = self._resampler(x, final=final)
+        if self._native is not None:
+            out = self._native.push(x, final)
+            self._finished = final
+            return out
         if len(x):
             self._buf = np.concatenate([self._buf, x])
             self._n += len(x)
@@ -323,8 +342,8 @@ class StreamingAnimator:
         else:
             windows = np.stack([self._samples(s, s + g.window_samples) for s, _, _ in jobs])
             preds = list(self.backend.windows(windows))
-            self.stats["encoder_steps"] += len(jobs) * g.steps_per_window
-            self.stats["windows"] += len(jobs)
+            self._stats["encoder_steps"] += len(jobs) * g.steps_per_window
+            self._stats["windows"] += len(jobs)
         for (_, k, i), pred in zip(jobs, preds):  # in order of start: predictions in order i
             w = self._preds[i][1]
             self._acc[k] = w * pred if k not in self._acc else self._acc[k] + w * pred
@@ -353,8 +372,8 @@ class StreamingAnimator:
         audio = self._samples(phase + (new_from + skip) * g.hop_samples,
                               phase + new_to * g.hop_samples + g.receptive_samples)
         out, cache = self.backend.phase_step(audio, cache, np.asarray(firsts, np.int64) - base)
-        self.stats["encoder_steps"] += new_to - new_from + 1
-        self.stats["windows"] += len(firsts)
+        self._stats["encoder_steps"] += new_to - new_from + 1
+        self._stats["windows"] += len(firsts)
         self._phases[phase] = _Phase(firsts[-1], out[-1], cache)
         got.update(zip(firsts, out))
         return got

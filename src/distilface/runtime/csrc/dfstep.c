@@ -21,40 +21,7 @@
 #include <xmmintrin.h>
 #endif
 
-#define DF_ABI 1
-#define DF_MAX_ENC 8
-#define DF_MAX_RED 8
-#define DF_MAX_FC 6
-
-enum { DF_OK = 0, DF_ERR_ABI = -1, DF_ERR_AUDIO = -2, DF_ERR_FRAME = -3, DF_ERR_MEMORY = -4 };
-enum { DF_NORM_NONE = 0, DF_NORM_LAYER = 1, DF_NORM_AFFINE = 2 };
-enum { DF_ACT_NONE = 0, DF_ACT_SIGMOID = 1, DF_ACT_TANH = 2 };
-
-/* Mirrored field by field by `_Net` in distilface/runtime/native.py: change both together and
- * bump DF_ABI. */
-typedef struct {
-    int32_t abi;
-    int32_t channels, cp;                 /* C and C rounded up to 8 */
-    int32_t n_enc;                        /* encoder layers */
-    int32_t enc_kernel[DF_MAX_ENC], enc_stride[DF_MAX_ENC];
-    int32_t enc_dilation[DF_MAX_ENC];     /* 0: strided (shared) layer; d > 0: stride 1, taps d apart */
-    int32_t enc_norm;                     /* DF_NORM_* of the encoder's per-step norms */
-    int32_t steps, dilation;              /* W steps per window, d sequence steps apart */
-    int32_t cache_steps, tail_steps;      /* S, R: the state is S feature rows, then R tail rows */
-    int32_t groups, ctx_zlen;             /* context conv: groups, length of each reversed kernel */
-    int32_t n_red, red_kernel[DF_MAX_RED], red_stride[DF_MAX_RED];
-    int32_t n_fc, fc_in[DF_MAX_FC], fc_out[DF_MAX_FC];
-    int32_t activation, outputs;
-    float enc_eps, proj_eps, red_eps;
-    const float *enc_w[DF_MAX_ENC];       /* (k * C_in, cp): row j * C_in + ci holds W[:, ci, j] */
-    const float *enc_g[DF_MAX_ENC], *enc_b[DF_MAX_ENC];  /* (cp) norm scale, shift */
-    const float *proj_g, *proj_b;         /* LayerNorm before the projection */
-    const float *proj_w, *proj_bias;      /* (C, cp), (cp) */
-    const float *ctx_z, *ctx_bias;        /* (C, C / groups, zlen) see `context`, (C) */
-    const float *red_g, *red_b;           /* LayerNorm before the reductions (C) */
-    const float *red_w[DF_MAX_RED], *red_bias[DF_MAX_RED];  /* (k * C, cp), (cp) */
-    const float *fc_w[DF_MAX_FC], *fc_bias[DF_MAX_FC];      /* (in, pad8(out)), (pad8(out)) */
-} df_net;
+#include "dfstep.h"
 
 typedef float v8 __attribute__((vector_size(32)));
 

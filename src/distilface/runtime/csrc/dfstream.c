@@ -1,0 +1,289 @@
+/* `StreamingAnimator`'s bookkeeping in C, around `df_step` (dfstep.c): push 16 kHz audio of any
+ * size, get every frame whose window has arrived, with ensemble smoothing and frame grids, the
+ * same frames in the same order as distilface/runtime/streaming.py (which documents the scheme:
+ * frame k's window starts, phases of the stream hop, one cached state per phase).
+ *
+ * Why: with the step in C, the animator's Python around it was a quarter of a streamed frame
+ * (docs/performance.md, "Native runtime"). This file is compiled WITHOUT -ffast-math, unlike
+ * dfstep.c: frame k's start is round(k 16000 / fps / grid) in IEEE double, rounded half to even
+ * as Python's round(), and reassociating that division would move frames off the Python ones.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dfstep.h"
+
+#define SAMPLE_RATE_HZ 16000
+#define MAX_PREDS 3
+
+typedef struct {
+    int64_t first;        /* sequence step where the last window run in this phase starts */
+    float *pred;          /* (outputs) that window's frame */
+    float *cache, *spare; /* (S + R, cp) the state, and where the next call writes its own */
+} df_phase;
+
+struct df_stream {
+    const df_net *net;
+    double fps;
+    int64_t past, span, receptive, hop, grid, max_jobs;
+    int n_preds;
+    int64_t offset[MAX_PREDS];
+    float weight[MAX_PREDS];
+    size_t state_floats;
+    float *zeros;                      /* a zero state: the first window of a phase, or after a gap */
+    float *buf;                        /* audio from sample buf_start on */
+    int64_t buf_start, buf_len, buf_cap, n;
+    int64_t next[MAX_PREDS];           /* per prediction: the next frame not yet run */
+    float *acc;                        /* frames emitted.. emitted + acc_rows - 1: weighted sums */
+    int64_t acc_rows, emitted;
+    df_phase **phases;                 /* by phase (window start modulo hop), NULL until seen */
+    int finished;
+    int64_t stats[3];                  /* encoder steps computed, windows run, phases seen */
+};
+
+static int64_t start_of(const df_stream *s, int64_t k, int i) {
+    const double t = (double)(k * SAMPLE_RATE_HZ) / s->fps / (double)s->grid;
+    return (int64_t)nearbyint(t) * s->grid - s->past + s->offset[i];
+}
+
+static int64_t mod_hop(const df_stream *s, int64_t x) { return ((x % s->hop) + s->hop) % s->hop; }
+
+static void free_phases(df_stream *s) {
+    for (int64_t p = 0; p < s->hop; p++) {
+        df_phase *ph = s->phases[p];
+        if (ph) { free(ph->pred); free(ph->cache); free(ph->spare); free(ph); }
+        s->phases[p] = NULL;
+    }
+}
+
+void df_stream_reset(df_stream *s) {
+    free_phases(s);
+    s->buf_start = s->buf_len = s->n = 0;
+    for (int i = 0; i < MAX_PREDS; i++) s->next[i] = 0;
+    if (s->acc) memset(s->acc, 0, sizeof(float) * (size_t)s->acc_rows * s->net->outputs);
+    s->emitted = 0;
+    s->finished = 0;
+    s->stats[0] = s->stats[1] = s->stats[2] = 0;
+}
+
+void df_stream_free(df_stream *s) {
+    if (!s) return;
+    free_phases(s);
+    free(s->phases); free(s->zeros); free(s->buf); free(s->acc); free(s);
+}
+
+/* past: samples of the (widened) window before the frame time; span: from a window's start to
+ * the end of the last sample its frame reads; n_preds predictions per frame at offset[i] samples
+ * from the widened window's start, weighted by weight[i]; max_jobs: most windows one batch of
+ * calls covers (bounds memory however much is pushed at once). */
+df_stream *df_stream_new(const df_net *net, double fps, int64_t past, int64_t span, int64_t receptive,
+                         int64_t hop, int64_t grid, int n_preds, const int64_t *offset, const float *weight,
+                         int64_t max_jobs) {
+    if (n_preds < 1 || n_preds > MAX_PREDS || hop < 1 || grid < 1 || !(fps > 0) || max_jobs < 1) return NULL;
+    df_stream *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->net = net; s->fps = fps; s->past = past; s->span = span; s->receptive = receptive;
+    s->hop = hop; s->grid = grid; s->max_jobs = max_jobs; s->n_preds = n_preds;
+    for (int i = 0; i < n_preds; i++) { s->offset[i] = offset[i]; s->weight[i] = weight[i]; }
+    s->state_floats = (size_t)(net->cache_steps + net->tail_steps) * net->cp;
+    s->zeros = calloc(s->state_floats + 1, sizeof(float));
+    s->phases = calloc((size_t)hop, sizeof(df_phase *));
+    if (!s->zeros || !s->phases) { df_stream_free(s); return NULL; }
+    df_stream_reset(s);
+    return s;
+}
+
+void df_stream_stats(const df_stream *s, int64_t *out4) {
+    out4[0] = s->stats[0]; out4[1] = s->stats[1]; out4[2] = s->stats[2]; out4[3] = s->emitted;
+}
+
+static int grow(void **p, int64_t *cap, int64_t need, size_t item) {
+    if (need <= *cap) return 0;
+    int64_t c = *cap ? *cap : 16;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, (size_t)c * item);
+    if (!q) return DF_ERR_MEMORY;
+    *p = q; *cap = c;
+    return 0;
+}
+
+/* Audio [lo, hi) into dst: zeros before 0 and after the samples received so far. */
+static int samples(const df_stream *s, int64_t lo, int64_t hi, float *dst) {
+    if ((lo > 0 ? lo : 0) < s->buf_start) return DF_ERR_STATE;
+    memset(dst, 0, sizeof(float) * (size_t)(hi - lo));
+    const int64_t a = lo > s->buf_start ? lo : s->buf_start, b = hi < s->n ? hi : s->n;
+    if (b > a) memcpy(dst + (a - lo), s->buf + (a - s->buf_start), sizeof(float) * (size_t)(b - a));
+    return 0;
+}
+
+/* Frames of windows starting at sequence steps firsts[0..nf) (ascending, distinct) of one phase,
+ * into preds (nf rows): `StreamingAnimator._run_phase`. */
+static int run_phase(df_stream *s, int64_t phase, const int64_t *firsts, int nf, float *preds) {
+    const df_net *net = s->net;
+    const int outputs = net->outputs, R = net->tail_steps;
+    const int64_t w = net->cache_steps + 1;
+    df_phase *st = s->phases[phase];
+    if (st && firsts[0] < st->first) return DF_ERR_STATE;
+    if (st && firsts[0] == st->first) {  /* the same window as last time */
+        memcpy(preds, st->pred, sizeof(float) * outputs);
+        firsts++; preds += outputs; nf--;
+    }
+    if (nf == 0) return 0;
+    int64_t base, new_from, skip;
+    const float *cache;
+    if (st && firsts[0] <= st->first + w) {  /* new steps follow the cache directly */
+        base = st->first + 1; cache = st->cache; new_from = base + w - 1; skip = R;
+    } else {  /* first window of this phase, or a gap: nothing cached is read */
+        base = firsts[0] - (w - 1) - R; cache = s->zeros; new_from = firsts[0]; skip = 0;
+    }
+    const int64_t new_to = firsts[nf - 1] + w - 1;
+    const int64_t lo = phase + (new_from + skip) * s->hop, hi = phase + new_to * s->hop + s->receptive;
+    if (!st) {
+        st = calloc(1, sizeof *st);
+        if (!st) return DF_ERR_MEMORY;
+        st->pred = malloc(sizeof(float) * outputs);
+        st->cache = calloc(s->state_floats + 1, sizeof(float));
+        st->spare = calloc(s->state_floats + 1, sizeof(float));
+        if (!st->pred || !st->cache || !st->spare) {
+            free(st->pred); free(st->cache); free(st->spare); free(st);
+            return DF_ERR_MEMORY;
+        }
+        s->phases[phase] = st;
+        s->stats[2]++;
+    }
+    float *audio = malloc(sizeof(float) * (size_t)(hi - lo));
+    int64_t *frames = malloc(sizeof(int64_t) * (size_t)nf);
+    int r = (audio && frames) ? samples(s, lo, hi, audio) : DF_ERR_MEMORY;
+    if (r == 0) {
+        for (int j = 0; j < nf; j++) frames[j] = firsts[j] - base;
+        r = df_step(net, audio, (int)(hi - lo), cache, frames, nf, preds, st->spare);
+    }
+    free(audio); free(frames);
+    if (r < 0) return r;
+    float *t = st->cache; st->cache = st->spare; st->spare = t;
+    st->first = firsts[nf - 1];
+    memcpy(st->pred, preds + (size_t)(nf - 1) * outputs, sizeof(float) * outputs);
+    s->stats[0] += new_to - new_from + 1;
+    s->stats[1] += nf;
+    return 0;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* One batch of jobs (start, frame, prediction) in order of start: every phase's windows in one
+ * call, then each prediction added to its frame's sum in job order (`StreamingAnimator._run`). */
+static int run_jobs(df_stream *s, const int64_t *jobs, int64_t nj) {
+    const int outputs = s->net->outputs;
+    float *pred = malloc(sizeof(float) * (size_t)(nj * outputs + 1));
+    int64_t *steps = malloc(sizeof(int64_t) * (size_t)(nj + 1));
+    char *done = calloc((size_t)nj + 1, 1);
+    int r = (pred && steps && done) ? 0 : DF_ERR_MEMORY;
+    for (int64_t j = 0; j < nj && r == 0; j++) {  /* phases in order of first appearance */
+        if (done[j]) continue;
+        const int64_t phase = mod_hop(s, jobs[3 * j]);
+        int nf = 0;
+        for (int64_t q = j; q < nj; q++)
+            if (!done[q] && mod_hop(s, jobs[3 * q]) == phase) steps[nf++] = (jobs[3 * q] - phase) / s->hop;
+        qsort(steps, (size_t)nf, sizeof(int64_t), cmp_i64);
+        int u = 0;
+        for (int q = 0; q < nf; q++)
+            if (u == 0 || steps[q] != steps[u - 1]) steps[u++] = steps[q];
+        float *rows = malloc(sizeof(float) * (size_t)u * outputs);
+        r = rows ? run_phase(s, phase, steps, u, rows) : DF_ERR_MEMORY;
+        for (int64_t q = j; q < nj && r == 0; q++) {
+            if (done[q] || mod_hop(s, jobs[3 * q]) != phase) continue;
+            const int64_t step = (jobs[3 * q] - phase) / s->hop;
+            const int64_t *hit = bsearch(&step, steps, (size_t)u, sizeof(int64_t), cmp_i64);
+            memcpy(pred + (size_t)q * outputs, rows + (size_t)(hit - steps) * outputs, sizeof(float) * outputs);
+            done[q] = 1;
+        }
+        free(rows);
+    }
+    for (int64_t j = 0; j < nj && r == 0; j++) {  /* in order of start: predictions in order i */
+        const int64_t row = jobs[3 * j + 1] - s->emitted;
+        if (row >= s->acc_rows) {
+            int64_t cap = s->acc_rows;
+            r = grow((void **)&s->acc, &cap, row + 1, sizeof(float) * outputs);
+            if (r) break;
+            memset(s->acc + (size_t)s->acc_rows * outputs, 0, sizeof(float) * (size_t)(cap - s->acc_rows) * outputs);
+            s->acc_rows = cap;
+        }
+        const float wt = s->weight[jobs[3 * j + 2]];
+        float *a = s->acc + (size_t)row * outputs;
+        const float *p = pred + (size_t)j * outputs;
+        for (int o = 0; o < outputs; o++) a[o] += wt * p[o];
+    }
+    free(pred); free(steps); free(done);
+    return r;
+}
+
+static int64_t num_frames(const df_stream *s) {
+    const double f = ceil((double)s->n / SAMPLE_RATE_HZ * s->fps - 1e-9);
+    return f > 0 ? (int64_t)f : 0;
+}
+
+/* Push n samples (16 kHz); final = 1 ends the stream. Writes the frames it completes to out (at
+ * most cap rows of outputs floats) and returns how many, or a negative DF_ERR_*. */
+int64_t df_stream_push(df_stream *s, const float *audio, int64_t n, int final, float *out, int64_t cap) {
+    if (s->finished) return DF_ERR_STATE;
+    const int outputs = s->net->outputs;
+    if (n > 0) {
+        if (grow((void **)&s->buf, &s->buf_cap, s->buf_len + n, sizeof(float))) return DF_ERR_MEMORY;
+        memcpy(s->buf + s->buf_len, audio, sizeof(float) * (size_t)n);
+        s->buf_len += n;
+        s->n += n;
+    }
+    const int64_t total = num_frames(s);
+    int64_t *jobs = NULL, njobs = 0, jobs_cap = 0;
+    for (;;) {  /* every window that can run now, in order of start (`StreamingAnimator._ready`) */
+        int best = -1;
+        int64_t best_start = 0;
+        for (int i = 0; i < s->n_preds; i++) {
+            if (final && s->next[i] >= total) continue;
+            const int64_t st = start_of(s, s->next[i], i);
+            if (best < 0 || st < best_start) { best = i; best_start = st; }
+        }
+        if (best < 0 || (!final && best_start + s->span > s->n)) break;
+        if (grow((void **)&jobs, &jobs_cap, njobs + 1, 3 * sizeof(int64_t))) { free(jobs); return DF_ERR_MEMORY; }
+        jobs[3 * njobs] = best_start; jobs[3 * njobs + 1] = s->next[best]; jobs[3 * njobs + 2] = best;
+        njobs++;
+        s->next[best]++;
+    }
+    int r = 0;
+    for (int64_t j = 0; j < njobs && r == 0; j += s->max_jobs)
+        r = run_jobs(s, jobs + 3 * j, (njobs - j < s->max_jobs) ? njobs - j : s->max_jobs);
+    free(jobs);
+    if (r < 0) return r;
+    int64_t end = total;  /* frames below have all their predictions */
+    for (int i = 0; i < s->n_preds; i++) end = s->next[i] < end ? s->next[i] : end;
+    int64_t count = end > s->emitted ? end - s->emitted : 0;
+    if (count > cap) return DF_ERR_FRAME;
+    if (count) {
+        memcpy(out, s->acc, sizeof(float) * (size_t)count * outputs);
+        const int64_t left = s->acc_rows - count;
+        memmove(s->acc, s->acc + (size_t)count * outputs, sizeof(float) * (size_t)(left > 0 ? left : 0) * outputs);
+        memset(s->acc + (size_t)(left > 0 ? left : 0) * outputs, 0, sizeof(float) * (size_t)(count < s->acc_rows ? count : s->acc_rows) * outputs);
+        s->emitted = end;
+    }
+    if (final) {
+        s->finished = 1;
+        if (s->acc) memset(s->acc, 0, sizeof(float) * (size_t)s->acc_rows * outputs);
+    } else {  /* drop audio no later window reads */
+        int64_t keep = INT64_MAX;
+        for (int i = 0; i < s->n_preds; i++) {
+            const int64_t st = start_of(s, s->next[i], i);
+            keep = st < keep ? st : keep;
+        }
+        keep = keep > s->buf_start ? keep : s->buf_start;
+        keep = keep < s->n ? keep : s->n;
+        memmove(s->buf, s->buf + (keep - s->buf_start), sizeof(float) * (size_t)(s->buf_len - (keep - s->buf_start)));
+        s->buf_len -= keep - s->buf_start;
+        s->buf_start = keep;
+    }
+    return count;
+}
