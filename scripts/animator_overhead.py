@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from distilface.audio import EXAMPLE_AUDIO, SAMPLE_RATE_HZ, load_audio
 from distilface.checkpoint import load_student
@@ -30,7 +31,7 @@ from distilface.runtime.export import export_model
 from distilface.runtime.native import NativeModel
 from distilface.runtime.ort import OrtModel
 from distilface.runtime.streaming import StreamingAnimator
-from distilface.student import on_frame_grid
+from distilface.student import build_student, narrower, on_frame_grid
 
 
 def overhead_us(model: Any, audio: np.ndarray, fps: float = 30.0) -> dict[str, float]:
@@ -84,8 +85,14 @@ def main() -> None:
     ap.add_argument("--loops", type=int, default=4, help="times the example clip is streamed")
     ap.add_argument("--frame-grid", type=int, default=None, metavar="N", help="frame times on a grid of N samples")
     ap.add_argument("--runtime", choices=("onnxruntime", "native"), default="onnxruntime")
+    ap.add_argument("--channels", type=int, default=None,
+                    help="an untrained student of MODEL's architecture at this width instead (the cost does not "
+                         "depend on the weights; scripts/width_cost.py)")
     args = ap.parse_args()
     student = on_frame_grid(load_student(resolve_model(args.model))[0], args.frame_grid)
+    if args.channels:
+        torch.manual_seed(0)
+        student = on_frame_grid(build_student(narrower(student.cfg, args.channels)), args.frame_grid)
     audio = np.tile(load_audio(EXAMPLE_AUDIO), args.loops)
     if args.runtime == "native":  # the C step under the Python animator, then under the C one
         print({"python_animator": overhead_us(NativeModel.from_student(student.eval()), audio),

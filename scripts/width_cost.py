@@ -24,16 +24,7 @@ from distilface.runtime.bench import fit_step_cost, ort_step_timer, steps_per_fr
 from distilface.runtime.export import export_model
 from distilface.runtime.native import NativeModel
 from distilface.runtime.ort import OrtModel
-from distilface.student import build_student
-
-
-def narrower(cfg, channels: int):
-    """`cfg` with `channels`; the context conv's groups shrink with it where they no longer divide
-    (the groups of a width-C0/4 student, 8, leave 9 channels per group: kept at 9 or more)."""
-    groups = cfg.context_groups
-    while channels % groups or channels // groups < 9 and groups > 1:
-        groups -= 1
-    return dataclasses.replace(cfg, channels=channels, context_groups=groups)
+from distilface.student import build_student, narrower
 
 
 def main() -> None:

@@ -394,6 +394,16 @@ class Student(nn.Module):
         return out
 
 
+def narrower(cfg: StudentConfig, channels: int) -> StudentConfig:
+    """`cfg` with `channels`; the context conv's groups shrink with it where they no longer divide
+    (the groups of a width-C0/4 student, 8, leave 9 channels per group: kept at 9 or more), as in
+    configs/c0-8-hybrid.toml and c0-16-hybrid.toml; the cost scripts build their widths with it."""
+    groups = cfg.context_groups
+    while channels % groups or channels // groups < 9 and groups > 1:
+        groups -= 1
+    return replace(cfg, channels=channels, context_groups=groups)
+
+
 def build_student(cfg: StudentConfig) -> nn.Module:
     """The network `cfg.arch` names: `Student` for "conv", else a baseline of distilface.baselines
     (same interface: encode, head, forward, forward_chunks, forward_frames)."""
