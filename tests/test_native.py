@@ -289,3 +289,80 @@ def test_c_bookkeeping_resamples_in_python_and_bounds_batches():
     s = StreamingAnimator(C_EXACT.smoothed((0.25, 0.5, 0.25)), 60.0, pass_s=0.02)
     got = np.concatenate([s.push(AUDIO), s.flush()])
     np.testing.assert_allclose(got, animate_audio(EnsembleSmoothed(EXACT), AUDIO, 60.0).values, atol=1e-4, rtol=0)
+
+
+# -- the .dfn file and the C API for callers without Python ---------------------------------------
+
+@pytest.mark.parametrize("which,fps,smooth", [("exact", 30.0, False), ("exact", 60.0, True), ("grid", 30.0, True)])
+def test_dfn_loaded_and_streamed_in_c_equals_torch(tmp_path, which, fps, smooth):
+    from distilface.runtime.native import stream_dfn
+
+    s = EXACT if which == "exact" else MODEL
+    path = save_native(s, tmp_path / "m.dfn")
+    weights = (0.25, 0.5, 0.25) if smooth else None
+    names, got = stream_dfn(path, AUDIO, fps, chunk=320, smooth=weights)
+    assert names == tuple(s.cfg.names)
+    want = animate_audio(EnsembleSmoothed(s, weights) if smooth else s, AUDIO, fps).values
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_dfn_bad_files_fail_with_the_loaders_message(tmp_path):
+    from distilface.runtime.native import stream_dfn
+
+    good = save_native(MODEL, tmp_path / "m.dfn").read_bytes()
+    for name, data, message in (("npz.dfn", b"PK\x03\x04" + good[4:], "not a DistilFace native model"),
+                                ("v2.dfn", good[:4] + b"\x02\x00\x00\x00" + good[8:], "unsupported .dfn version"),
+                                ("cut.dfn", good[:100], "truncated header"),
+                                ("short.dfn", good[:-4], "truncated or mis-sized weights"),
+                                ("long.dfn", good + b"\x00", "unexpected data after the weights")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=f"{name}: {message}"):
+            stream_dfn(tmp_path / name, AUDIO[:4000])
+    with pytest.raises(ValueError, match="missing.dfn: cannot open"):
+        stream_dfn(tmp_path / "missing.dfn", AUDIO[:4000])
+
+
+def test_dfanimate_example_program_needs_no_python(tmp_path):
+    """csrc/dfanimate.c built as its comment says, fed 16-bit PCM on stdin: the CSV's frames are
+    the torch student's on the same (quantised) audio."""
+    csrc = native.CSRC
+    cc = native.compiler()
+    objs = []
+    for src, flags in (("dfstep.c", ["-O3", "-march=native", "-ffast-math"]), ("dfstream.c", ["-O2"]),
+                       ("dfmodel.c", ["-O2"]), ("dfanimate.c", ["-O2"])):
+        objs.append(tmp_path / (src[:-2] + ".o"))
+        subprocess.run([cc, *flags, "-c", str(csrc / src), "-o", str(objs[-1])], check=True)
+    exe = tmp_path / "dfanimate"
+    subprocess.run([cc, "-o", str(exe), *map(str, objs), "-lm"], check=True)
+    model = save_native(EXACT, tmp_path / "m.dfn")
+    pcm = np.clip(np.round(AUDIO * 32768), -32768, 32767).astype("<i2")
+    for fps, extra, wrap in ((30.0, [], lambda s: s), (60.0, ["smooth"], EnsembleSmoothed)):
+        r = subprocess.run([str(exe), str(model), f"{fps:g}", *extra], input=pcm.tobytes(), capture_output=True,
+                           timeout=120, check=True)
+        lines = r.stdout.decode().splitlines()
+        assert lines[0].split(",") == ["frame", "time_s", *EXACT.cfg.names]
+        got = np.array([[float(x) for x in line.split(",")] for line in lines[1:]])
+        want = animate_audio(wrap(EXACT), pcm.astype(np.float32) / 32768, fps).values
+        assert got.shape == (len(want), 2 + len(EXACT.cfg.names))
+        np.testing.assert_array_equal(got[:, 0], np.arange(len(want)))
+        np.testing.assert_allclose(got[:, 2:], want, atol=1e-4, rtol=0)
+    r = subprocess.run([str(exe), str(tmp_path / "none.dfn")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "none.dfn: cannot open" in r.stderr
+
+
+def test_dfn_reads_back_in_python_and_through_the_cli(tmp_path, capsys):
+    path = save_native(MODEL, tmp_path / "m.dfn")
+    loaded = NativeModel(path)
+    assert loaded.geometry == NATIVE.geometry and loaded.names == NATIVE.names
+    np.testing.assert_array_equal(animate_audio(loaded, AUDIO[:9000]).values, animate_audio(NATIVE, AUDIO[:9000]).values)
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, student())
+    main(["export", str(ckpt), "--native", "-o", str(tmp_path / "c.dfn")])
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["frames"] == 99 and rep["max_abs_diff"] < 1e-4
+    main(["animate", str(EXAMPLE_AUDIO), "-o", str(tmp_path / "c.csv"), "--model", str(tmp_path / "c.dfn"), "--no-progress"])
+    got = np.genfromtxt(tmp_path / "c.csv", delimiter=",", skip_header=1)[:, 2:]
+    assert got.shape == (99, 61)
+    (tmp_path / "bad.dfn").write_bytes(b"DFN1" + b"\x01\x00\x00\x00")
+    with pytest.raises(ValueError, match="bad.dfn: truncated .dfn file"):
+        NativeModel(tmp_path / "bad.dfn")

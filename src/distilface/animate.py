@@ -308,10 +308,10 @@ def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None
     that needs no torch (`ort_threads`: onnxruntime threads, None for its default); with `smooth`
     (ensemble-smoothing weights, `distilface.smoothing`) wrapped to average three predictions.
     frame_grid: frame times on a grid of this many samples (`StudentConfig.frame_grid_samples`;
-    None: the model's own); an export carries the grid it was exported with. A `.npz` of
-    `distilface export --native` runs the C step (`distilface.runtime.native`), also without torch."""
-    if Path(model_path).suffix in (".onnx", ".npz"):
-        if Path(model_path).suffix == ".npz":
+    None: the model's own); an export carries the grid it was exported with. A `.npz` or `.dfn`
+    of `distilface export --native` runs the C step (`distilface.runtime.native`), also without torch."""
+    if Path(model_path).suffix in (".onnx", ".npz", ".dfn"):
+        if Path(model_path).suffix in (".npz", ".dfn"):
             from distilface.runtime.native import NativeModel
 
             model = NativeModel(model_path)

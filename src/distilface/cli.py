@@ -246,7 +246,7 @@ def _stream(a: argparse.Namespace) -> None:
                        chunk_ms=a.chunk_ms, ws_max_message_bytes=a.ws_max_bytes, ws_queue_messages=a.ws_queue,
                        ws_origins=tuple(a.ws_origin) if a.ws_origin else None, wait_viewers=a.wait_viewers)
     path = resolve_model(a.model)
-    if path.suffix not in (".onnx", ".npz"):  # an ONNX or native export streams without torch
+    if path.suffix not in (".onnx", ".npz", ".dfn"):  # an ONNX or native export streams without torch
         import torch
 
         torch.set_flush_denormal(True)  # near-silent audio makes denormals that slow CPU convs
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="format from the extension: .json .npz .csv (Live Link Face) .tsv / .rhubarb.json "
                          "(Rhubarb mouth cues) .oculus.json / .oculus.csv (15 Oculus visemes) .glb (glTF: the face with "
                          "52 ARKit morph targets and the animation, for Blender / three.js)")
-    an.add_argument("--model", default=None, help="student checkpoint, .onnx or native .npz export (distilface export), or shipped model name (default: the shipped default)")
+    an.add_argument("--model", default=None, help="student checkpoint, .onnx or native .npz/.dfn export (distilface export), or shipped model name (default: the shipped default)")
     an.add_argument("--fps", type=float, default=30.0)
     an.add_argument("--format", default=None, choices=["json", "npz", "csv", "rhubarb-tsv", "rhubarb-json",
                                                        "oculus", "oculus-json", "oculus-csv", "glb"])
@@ -385,10 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="a student as an ONNX graph (windowed or streaming, optionally int8), "
                         "checked against torch on real speech before it is written")
     ex.add_argument("model", nargs="?", default=None, help="checkpoint or shipped model name (default: shipped default)")
-    ex.add_argument("-o", "--out", required=True, help="the .onnx file to write (.npz with --native)")
+    ex.add_argument("-o", "--out", required=True, help="the .onnx file to write (.npz or .dfn with --native)")
     ex.add_argument("--native", action="store_true",
-                    help="the conv student's streaming step for the C runtime instead (a .npz of weights; "
-                         "compiles csrc/dfstep.c with the machine's C compiler; docs/runtime.md)")
+                    help="the conv student for the C runtime instead: .npz (Python, numpy only) or .dfn (the C API of "
+                         "csrc/dfstep.h, for engines; checked by loading and streaming it in C); compiles the runtime "
+                         "with the machine's C compiler (docs/runtime.md)")
     ex.add_argument("--streaming", action="store_true",
                     help="the streaming graph (new audio + cached encoder state in, frames + state out); "
                          "default: the windowed graph (one window in, one frame out)")
@@ -506,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "/VMC/Ext/Blend/Apply per frame) over UDP to --osc-host:--osc-port; csv:PATH: Live Link Face "
                          "CSV layout (as `animate -o x.csv`), a row per frame")
     st.add_argument("--model", default=None,
-                    help="checkpoint, .onnx or native .npz export, or shipped model name (default: the shipped default)")
+                    help="checkpoint, .onnx or native .npz/.dfn export, or shipped model name (default: the shipped default)")
     st.add_argument("--smooth", nargs="?", const="default", default=None, metavar="W0,W1,W2",
                     help="ensemble smoothing as for animate (adds 16.7 ms latency)")
     st.add_argument("--frame-grid", type=int, default=None, metavar="N",

@@ -36,6 +36,7 @@ from distilface.runtime.streaming import Smoothed, StreamGeometry, smooth_offset
 CSRC = Path(__file__).with_name("csrc")
 SOURCE = CSRC / "dfstep.c"  # the step: products, norms, GELU (-ffast-math)
 STREAM_SOURCE = CSRC / "dfstream.c"  # the animator's bookkeeping (IEEE: frame times as Python's)
+MODEL_SOURCE = CSRC / "dfmodel.c"  # the .dfn loader, for C callers without Python
 # -ffast-math lets glibc's libmvec vectorise erff (GELU); the step equals torch within 1e-5
 # anyway (tests/test_native.py). -march=native: the library is built on the machine that runs it;
 # 256-bit vectors even where gcc tunes for 128 (znver1: GELU and the norms 15-20 % faster there).
@@ -107,7 +108,7 @@ def library_path() -> Path:
     one file per source, flags, compiler and CPU."""
     root = os.environ.get("DISTILFACE_NATIVE_CACHE") or (
         Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distilface" / "native")
-    sources = b"".join(p.read_bytes() for p in (SOURCE, STREAM_SOURCE, CSRC / "dfstep.h"))
+    sources = b"".join(p.read_bytes() for p in (SOURCE, STREAM_SOURCE, MODEL_SOURCE, CSRC / "dfstep.h"))
     key = hashlib.sha256(sources + " ".join(CFLAGS + STREAM_CFLAGS + LDFLAGS).encode() + (compiler() or "").encode()
                          + _cpu().encode()).hexdigest()[:16]
     return Path(root) / f"dfstep-{key}.so"
@@ -125,9 +126,10 @@ def build(force: bool = False) -> Path:
         raise NativeUnavailable("the native runtime needs a C compiler (cc, gcc or clang; Debian: apt-get install gcc)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    obj, obj2 = tmp.with_suffix(".step.o"), tmp.with_suffix(".stream.o")
+    obj, obj2, obj3 = (tmp.with_suffix(f".{n}.o") for n in ("step", "stream", "model"))
     cmds = [[cc, *CFLAGS, "-c", "-o", str(obj), str(SOURCE)], [cc, *STREAM_CFLAGS, "-c", "-o", str(obj2), str(STREAM_SOURCE)],
-            [cc, *LDFLAGS, "-o", str(tmp), str(obj), str(obj2), "-lm"]]
+            [cc, *STREAM_CFLAGS, "-c", "-o", str(obj3), str(MODEL_SOURCE)],
+            [cc, *LDFLAGS, "-o", str(tmp), str(obj), str(obj2), str(obj3), "-lm"]]
     try:
         for cmd in cmds:
             proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -135,7 +137,7 @@ def build(force: bool = False) -> Path:
                 raise NativeUnavailable(f"building {SOURCE.name} failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
         os.replace(tmp, out)
     finally:
-        for p in (tmp, obj, obj2):
+        for p in (tmp, obj, obj2, obj3):
             p.unlink(missing_ok=True)
     return out
 
@@ -157,6 +159,11 @@ def load_library() -> ctypes.CDLL:
     for name in ("df_stream_reset", "df_stream_free"):
         getattr(lib, name).argtypes, getattr(lib, name).restype = [vp], None
     lib.df_stream_stats.argtypes, lib.df_stream_stats.restype = [vp, vp], None
+    lib.df_model_load.restype, lib.df_model_load.argtypes = vp, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.df_model_stream.restype, lib.df_model_stream.argtypes = vp, [vp, ctypes.c_double, vp]
+    lib.df_model_free.restype, lib.df_model_free.argtypes = None, [vp]
+    lib.df_model_name.restype, lib.df_model_name.argtypes = ctypes.c_char_p, [vp, ctypes.c_int]
+    lib.df_model_outputs.restype, lib.df_model_outputs.argtypes = ctypes.c_int, [vp]
     return lib
 
 
@@ -246,22 +253,171 @@ def pack_student(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return meta, arrays
 
 
+# The .dfn file for C callers (csrc/dfmodel.c has the layout): the header's integers in this order,
+# then each layer's sizes; the arrays in `_dfn_arrays` order.
+DFN_INTS = ("channels", "n_enc", "enc_norm", "steps", "dilation", "cache_steps", "tail_steps", "groups", "ctx_zlen",
+            "n_red", "n_fc", "activation", "outputs", "past_samples", "span_samples", "receptive_samples",
+            "hop_samples", "grid_samples", "smooth_offset_samples", "window_samples")
+DFN_LISTS = ("enc_kernel", "enc_stride", "enc_dilation", "red_kernel", "red_stride", "fc_in", "fc_out")
+
+
+def _dfn_arrays(meta: dict) -> list[str]:
+    n_enc, n_red, n_fc = len(meta["enc_kernel"]), len(meta["red_kernel"]), len(meta["fc_in"])
+    return ([f"enc_{k}{i}" for i in range(n_enc) for k in ("w", "g", "b")]
+            + ["proj_g", "proj_b", "proj_w", "proj_bias", "ctx_z", "ctx_bias", "red_g", "red_b"]
+            + [f"red_{k}{i}" for i in range(n_red) for k in ("w", "bias")]
+            + [f"fc_{k}{i}" for i in range(n_fc) for k in ("w", "bias")])
+
+
+def _dfn_ints(meta: dict, arrays: dict[str, np.ndarray]) -> list[int]:
+    g = meta["geometry"]
+    v = {"channels": meta["channels"], "n_enc": len(meta["enc_kernel"]), "enc_norm": meta["enc_norm"],
+         "steps": g["steps_per_window"], "dilation": g["stride_samples"] // g["hop_samples"],
+         "cache_steps": (g["steps_per_window"] - 1) * (g["stride_samples"] // g["hop_samples"]),
+         "tail_steps": g["tail_steps"], "groups": meta["groups"], "ctx_zlen": arrays["ctx_z"].shape[2],
+         "n_red": len(meta["red_kernel"]), "n_fc": len(meta["fc_in"]), "activation": meta["activation"],
+         "outputs": len(meta["names"]), "past_samples": g["past_samples"],
+         "span_samples": (g["steps_per_window"] - 1) * g["stride_samples"] + g["receptive_samples"],
+         "receptive_samples": g["receptive_samples"], "hop_samples": g["hop_samples"],
+         "grid_samples": g["grid_samples"], "smooth_offset_samples": meta["smooth_offset_samples"],
+         "window_samples": g["window_samples"]}
+    return [int(v[k]) for k in DFN_INTS] + [int(x) for k in DFN_LISTS for x in meta[k]]
+
+
+def write_dfn(meta: dict, arrays: dict[str, np.ndarray], path: str | Path) -> Path:
+    """The .dfn file of csrc/dfmodel.c (atomically): what a C caller loads with `df_model_load`."""
+    import struct
+
+    from distilface.fileio import atomic_write
+
+    ints = _dfn_ints(meta, arrays)
+    names = "\n".join(meta["names"]).encode()
+    with atomic_write(path, "wb") as f:
+        f.write(b"DFN1" + struct.pack("<ii", 1, len(ints)) + struct.pack(f"<{len(ints)}i", *ints))
+        f.write(struct.pack("<3f", meta["enc_eps"], meta["proj_eps"], meta["red_eps"]))
+        f.write(struct.pack("<i", len(names)) + names)
+        order = _dfn_arrays(meta)
+        f.write(struct.pack("<i", len(order)))
+        for name in order:
+            a = np.ascontiguousarray(arrays[name], "<f4").reshape(-1)
+            f.write(struct.pack("<i", a.size) + a.tobytes())
+    return Path(path)
+
+
+def read_dfn(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of a .dfn file (`write_dfn`), so that Python streams it too
+    (`NativeModel("model.dfn")`). Raises ValueError naming the file for anything else."""
+    import struct
+
+    data = Path(path).read_bytes()
+    pos = 0
+
+    def take(fmt: str) -> tuple:
+        nonlocal pos
+        size = struct.calcsize(fmt)
+        if pos + size > len(data):
+            raise ValueError(f"{path}: truncated .dfn file")
+        pos += size
+        return struct.unpack_from(fmt, data, pos - size)
+
+    if data[:4] != b"DFN1":
+        raise ValueError(f"{path}: not a DistilFace native model (.dfn)")
+    pos = 4
+    version, n = take("<ii")
+    if version != 1:
+        raise ValueError(f"{path}: .dfn version {version}, this runtime reads 1")
+    ints = take(f"<{n}i")
+    v = dict(zip(DFN_INTS, ints))
+    lists, i = {}, len(DFN_INTS)
+    for name, count in zip(DFN_LISTS, ("n_enc", "n_enc", "n_enc", "n_red", "n_red", "n_fc", "n_fc")):
+        lists[name], i = list(ints[i: i + v[count]]), i + v[count]
+    eps = take("<3f")
+    (nb,) = take("<i")
+    names = data[pos: pos + nb].decode().split("\n")
+    pos += nb
+    meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "names": names, "channels": v["channels"],
+            "smooth_offset_samples": v["smooth_offset_samples"], "enc_norm": v["enc_norm"], "groups": v["groups"],
+            "activation": v["activation"], "enc_eps": eps[0], "proj_eps": eps[1], "red_eps": eps[2], **lists,
+            "geometry": {"window_samples": v["window_samples"], "past_samples": v["past_samples"],
+                         "stride_samples": v["hop_samples"] * v["dilation"], "steps_per_window": v["steps"],
+                         "receptive_samples": v["receptive_samples"], "feature_channels": v["channels"],
+                         "hop_samples": v["hop_samples"], "grid_samples": v["grid_samples"],
+                         "tail_steps": v["tail_steps"]}}
+    (count,) = take("<i")
+    order = _dfn_arrays(meta)
+    if count != len(order):
+        raise ValueError(f"{path}: {count} arrays, the header implies {len(order)}")
+    arrays = {}
+    for name in order:
+        (size,) = take("<i")
+        arrays[name] = np.frombuffer(data, "<f4", size, pos).astype(np.float32)
+        pos += 4 * size
+    if pos != len(data):
+        raise ValueError(f"{path}: unexpected data after the weights")
+    c, cg = v["channels"], v["channels"] // v["groups"]
+    arrays["ctx_z"] = arrays["ctx_z"].reshape(c, cg, v["ctx_zlen"])  # the one array read by its shape
+    return meta, arrays
+
+
+def stream_dfn(path: str | Path, audio: np.ndarray, fps: float = 30.0, chunk: int = 320,
+               smooth: tuple[float, float, float] | None = None) -> tuple[tuple[str, ...], np.ndarray]:
+    """Stream 16 kHz `audio` through a .dfn file entirely in C, as an engine would (csrc/dfmodel.c
+    loads it, csrc/dfstream.c streams it, `chunk` samples per push, small output buffers so that
+    frames wait between pushes): (curve names, (frames, outputs)). Raises ValueError with the
+    loader's message for a bad file."""
+    lib = load_library()
+    err = ctypes.create_string_buffer(512)
+    model = lib.df_model_load(str(path).encode(), err, len(err))
+    if not model:
+        raise ValueError(err.value.decode())
+    try:
+        outputs = lib.df_model_outputs(model)
+        names = tuple(lib.df_model_name(model, i).decode() for i in range(outputs))
+        weights = None if smooth is None else np.array(smooth, np.float32)
+        stream = lib.df_model_stream(model, float(fps), None if weights is None else weights.ctypes.data)
+        if not stream:
+            raise ValueError(f"{path}: cannot stream at {fps} fps")
+        try:
+            audio = np.ascontiguousarray(audio, np.float32)
+            out, buf = [], np.empty((2, outputs), np.float32)  # 2 frames a push at most: the rest waits
+            for i in range(0, len(audio) + 1, chunk):
+                final = i + chunk > len(audio)
+                piece = audio[i: i + chunk]
+                while True:
+                    n = lib.df_stream_push(stream, piece.ctypes.data, len(piece), int(final), buf.ctypes.data, len(buf))
+                    if n < 0:
+                        raise RuntimeError(f"{path}: native stream: {ERRORS.get(n, n)}")
+                    out.append(buf[:n].copy())
+                    if not final or n == 0:
+                        break
+                    piece = piece[:0]  # drain what a final push left waiting
+        finally:
+            lib.df_stream_free(stream)
+    finally:
+        lib.df_model_free(model)
+    return names, np.concatenate(out)
+
+
 def save_native(student: Any, path: str | Path, source: str = "") -> Path:
-    """Write `student`'s C-step weights and meta to `path` (.npz, atomically)."""
+    """Write `student`'s C-step weights and meta to `path`, atomically: a `.dfn` for C callers
+    (csrc/dfmodel.c), any other name a `.npz` for Python (numpy only)."""
     from distilface.fileio import write_npz
 
     meta, arrays = pack_student(student)
     meta["source"] = source
+    if Path(path).suffix == ".dfn":
+        return write_dfn(meta, arrays, path)
     write_npz(path, {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays})
     return Path(path)
 
 
 def export_native(student: Any, out_path: str | Path, fps: float = 30.0, source: str = "",
                   audio: np.ndarray | None = None) -> dict[str, Any]:
-    """`distilface export --native`: write `student`'s C-step file (`save_native`) and check it
-    as `export_model` checks an ONNX file: the real-speech example streamed through the C step
-    in 20 ms pushes against the torch student's offline frames. Raises ExportMismatch (nothing
-    written) beyond the fp32 tolerance. Returns a report."""
+    """`distilface export --native`: write `student`'s C-step file (`save_native`: .npz for
+    Python, .dfn for C callers) and check it as `export_model` checks an ONNX file: the
+    real-speech example streamed through it in 20 ms pushes (a .dfn loaded and streamed in C
+    alone, `stream_dfn`) against the torch student's offline frames. Raises ExportMismatch
+    (nothing written) beyond the fp32 tolerance. Returns a report."""
     import time
 
     from distilface.audio import load_audio
@@ -273,8 +429,20 @@ def export_native(student: Any, out_path: str | Path, fps: float = 30.0, source:
     t0 = time.perf_counter()
     out = Path(out_path)
     with atomic_path(out) as tmp:
-        save_native(student, tmp, source=source)
-        cmp = compare_on_audio(out, student, audio, fps, backend=NativeModel(tmp))
+        if out.suffix == ".dfn":  # checked the way a C caller runs it: loader and stream in C
+            from distilface.animate import animate_audio
+
+            write_dfn(*pack_student(student), tmp)
+            want = animate_audio(student, audio, fps).values
+            names, got = stream_dfn(tmp, audio, fps)
+            if names != tuple(student.cfg.names) or got.shape != want.shape:
+                raise ExportMismatch(f"{out}: {got.shape} frames of {len(names)} curves from C, {want.shape} from torch")
+            diff = np.abs(got.astype(np.float64) - want)
+            cmp = {"frames": int(len(want)), "max_abs_diff": float(diff.max()) if np.isfinite(diff).all() else float("inf"),
+                   "mean_abs_diff": float(diff.mean())}
+        else:
+            save_native(student, tmp, source=source)
+            cmp = compare_on_audio(out, student, audio, fps, backend=NativeModel(tmp))
         if not cmp["max_abs_diff"] <= FP32_TOLERANCE:
             raise ExportMismatch(f"{out}: the C step differs from torch by up to {cmp['max_abs_diff']:.3g} "
                                  f"(mean {cmp['mean_abs_diff']:.3g}) over {cmp['frames']} frames of real speech; "
@@ -364,6 +532,8 @@ class NativeModel:
     def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such native model file")
+        if path.suffix == ".dfn":
+            return read_dfn(path)
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}

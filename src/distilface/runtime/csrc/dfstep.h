@@ -3,6 +3,7 @@
  * bookkeeping around it (dfstream.c). */
 #ifndef DFSTEP_H
 #define DFSTEP_H
+#include <stddef.h>
 #include <stdint.h>
 
 #define DF_ABI 2
@@ -52,4 +53,14 @@ int64_t df_stream_push(df_stream *s, const float *audio, int64_t n, int final, f
 void df_stream_reset(df_stream *s);
 void df_stream_stats(const df_stream *s, int64_t *out4);
 void df_stream_free(df_stream *s);
+
+/* dfmodel.c: a .dfn file (`distilface export --native -o model.dfn`) for callers without Python. */
+typedef struct df_model df_model;
+df_model *df_model_load(const char *path, char *err, size_t errlen);
+const df_net *df_model_net(const df_model *m);
+int df_model_outputs(const df_model *m);
+const char *df_model_name(const df_model *m, int i);
+int df_model_lookahead_samples(const df_model *m);
+df_stream *df_model_stream(const df_model *m, double fps, const float *weights);
+void df_model_free(df_model *m);
 #endif

@@ -39,7 +39,7 @@ struct df_stream {
     float *acc;                        /* frames emitted.. emitted + acc_rows - 1: weighted sums */
     int64_t acc_rows, emitted;
     df_phase **phases;                 /* by phase (window start modulo hop), NULL until seen */
-    int finished;
+    int finished, final_seen;         /* all frames out after a final push; a final push seen */
     int64_t stats[3];                  /* encoder steps computed, windows run, phases seen */
 };
 
@@ -64,7 +64,7 @@ void df_stream_reset(df_stream *s) {
     for (int i = 0; i < MAX_PREDS; i++) s->next[i] = 0;
     if (s->acc) memset(s->acc, 0, sizeof(float) * (size_t)s->acc_rows * s->net->outputs);
     s->emitted = 0;
-    s->finished = 0;
+    s->finished = s->final_seen = 0;
     s->stats[0] = s->stats[1] = s->stats[2] = 0;
 }
 
@@ -228,9 +228,12 @@ static int64_t num_frames(const df_stream *s) {
 }
 
 /* Push n samples (16 kHz); final = 1 ends the stream. Writes the frames it completes to out (at
- * most cap rows of outputs floats) and returns how many, or a negative DF_ERR_*. */
+ * most cap rows of outputs floats; any more wait for the next push) and returns how many, or a
+ * negative DF_ERR_*. After a final push that left frames waiting, push (NULL, 0, final = 1) again
+ * until it returns 0; audio after a final push is an error (df_stream_reset starts anew). */
 int64_t df_stream_push(df_stream *s, const float *audio, int64_t n, int final, float *out, int64_t cap) {
-    if (s->finished) return DF_ERR_STATE;
+    if (s->finished) return (n == 0 && final) ? 0 : DF_ERR_STATE;  /* flushing again: nothing left */
+    if (s->final_seen && (n > 0 || !final)) return DF_ERR_STATE;
     const int outputs = s->net->outputs;
     if (n > 0) {
         if (grow((void **)&s->buf, &s->buf_cap, s->buf_len + n, sizeof(float))) return DF_ERR_MEMORY;
@@ -262,17 +265,20 @@ int64_t df_stream_push(df_stream *s, const float *audio, int64_t n, int final, f
     int64_t end = total;  /* frames below have all their predictions */
     for (int i = 0; i < s->n_preds; i++) end = s->next[i] < end ? s->next[i] : end;
     int64_t count = end > s->emitted ? end - s->emitted : 0;
-    if (count > cap) return DF_ERR_FRAME;
+    if (count > cap) count = cap;  /* the rest comes out on the next push (or final push) */
     if (count) {
         memcpy(out, s->acc, sizeof(float) * (size_t)count * outputs);
         const int64_t left = s->acc_rows - count;
         memmove(s->acc, s->acc + (size_t)count * outputs, sizeof(float) * (size_t)(left > 0 ? left : 0) * outputs);
         memset(s->acc + (size_t)(left > 0 ? left : 0) * outputs, 0, sizeof(float) * (size_t)(count < s->acc_rows ? count : s->acc_rows) * outputs);
-        s->emitted = end;
+        s->emitted += count;
     }
     if (final) {
-        s->finished = 1;
-        if (s->acc) memset(s->acc, 0, sizeof(float) * (size_t)s->acc_rows * outputs);
+        s->final_seen = 1;
+        if (s->emitted >= end) {  /* all out: the stream is over */
+            s->finished = 1;
+            if (s->acc) memset(s->acc, 0, sizeof(float) * (size_t)s->acc_rows * outputs);
+        }
     } else {  /* drop audio no later window reads */
         int64_t keep = INT64_MAX;
         for (int i = 0; i < s->n_preds; i++) {

@@ -1,0 +1,65 @@
+/* dfanimate: the C runtime end to end, no Python. 16 kHz mono signed 16-bit little-endian PCM on
+ * stdin (what `distilface stream --input stdin` takes), frames as CSV on stdout (frame, time_s,
+ * one column per curve). An example of linking the runtime into an engine: dfstep.c, dfstream.c
+ * and dfmodel.c with this file, libm only.
+ *
+ *   cc -O3 -march=native -ffast-math -c dfstep.c && cc -O2 -c dfstream.c dfmodel.c dfanimate.c \
+ *     && cc -o dfanimate dfstep.o dfstream.o dfmodel.o dfanimate.o -lm
+ *   ffmpeg -i speech.wav -f s16le -ac 1 -ar 16000 - | ./dfanimate model.dfn 30 [smooth] > curves.csv
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dfstep.h"
+
+#define CHUNK 320  /* 20 ms pushes, as a game loop or an audio callback would make them */
+
+static void write_frames(const df_model *m, const float *frames, int64_t n, int64_t *k, double fps) {
+    const int outputs = df_model_outputs(m);
+    for (int64_t f = 0; f < n; f++, (*k)++) {
+        printf("%lld,%.6f", (long long)*k, (double)*k / fps);
+        for (int o = 0; o < outputs; o++) printf(",%.7g", frames[f * outputs + o]);
+        putchar('\n');
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: %s MODEL.dfn [FPS=30] [smooth] < audio.s16le > frames.csv\n", argv[0]);
+        return 2;
+    }
+    char err[512];
+    df_model *m = df_model_load(argv[1], err, sizeof err);
+    if (!m) { fprintf(stderr, "dfanimate: %s\n", err); return 1; }
+    const double fps = argc > 2 ? atof(argv[2]) : 30.0;
+    const float smooth[3] = {0.25f, 0.5f, 0.25f};
+    df_stream *s = df_model_stream(m, fps, argc > 3 && !strcmp(argv[3], "smooth") ? smooth : NULL);
+    if (!s) { fprintf(stderr, "dfanimate: bad fps %s\n", argc > 2 ? argv[2] : ""); df_model_free(m); return 2; }
+    const int outputs = df_model_outputs(m);
+    /* a push of 320 samples completes at most a few frames (one per 1/fps s, plus smoothing's) */
+    const int64_t cap = (int64_t)(fps * CHUNK / 16000.0) + 4;
+    float *frames = malloc(sizeof(float) * (size_t)cap * outputs), audio[CHUNK];
+    int16_t pcm[CHUNK];
+    printf("frame,time_s");
+    for (int o = 0; o < outputs; o++) printf(",%s", df_model_name(m, o));
+    putchar('\n');
+    int64_t k = 0, n;
+    size_t got;
+    int rc = 0;
+    while ((got = fread(pcm, sizeof(int16_t), CHUNK, stdin)) > 0) {
+        for (size_t i = 0; i < got; i++) audio[i] = pcm[i] / 32768.0f;
+        if ((n = df_stream_push(s, audio, (int64_t)got, 0, frames, cap)) < 0) { rc = 1; break; }
+        write_frames(m, frames, n, &k, fps);
+    }
+    while (rc == 0) {  /* the end: the last frames (future context taken as silence), cap at a time */
+        if ((n = df_stream_push(s, NULL, 0, 1, frames, cap)) < 0) rc = 1;
+        else if (n == 0) break;
+        else write_frames(m, frames, n, &k, fps);
+    }
+    if (rc) fprintf(stderr, "dfanimate: stream error\n");
+    free(frames);
+    df_stream_free(s);
+    df_model_free(m);
+    return rc;
+}

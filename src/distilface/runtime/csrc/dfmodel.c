@@ -1,0 +1,169 @@
+/* A `.dfn` file (written by `distilface export --native -o model.dfn`) loaded in C, for engines
+ * that link the C runtime without Python: dfstep.c + dfstream.c + this file, libm only.
+ *
+ *     char err[256];
+ *     df_model *m = df_model_load("c04.dfn", err, sizeof err);        // NULL: err says why
+ *     df_stream *s = df_model_stream(m, 30.0, NULL);                   // or weights {.25,.5,.25}
+ *     int64_t n = df_stream_push(s, audio16k, samples, 0, frames, cap);  // frames: n x outputs
+ *
+ * Layout, little-endian (distilface/runtime/native.py `write_dfn` writes it):
+ *   "DFN1", int32 version, int32 n, int32 ints[n] (DFN_INTS order below, then the layers'
+ *   kernels, strides, dilations and sizes), float32 eps[3], int32 bytes + the curve names joined
+ *   by '\n', int32 arrays, then per array int32 count + float32 data[count] (DFN arrays order in
+ *   `load_arrays`). Every count is checked against the size the header implies.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dfstep.h"
+
+enum { I_CHANNELS, I_N_ENC, I_ENC_NORM, I_STEPS, I_DILATION, I_CACHE, I_TAIL, I_GROUPS, I_ZLEN, I_N_RED,
+       I_N_FC, I_ACTIVATION, I_OUTPUTS, I_PAST, I_SPAN, I_RECEPTIVE, I_HOP, I_GRID, I_SMOOTH, I_WINDOW, DFN_INTS };
+
+struct df_model {
+    df_net net;
+    int32_t g[DFN_INTS];
+    float *data[3 * DF_MAX_ENC + 8 + 2 * DF_MAX_RED + 2 * DF_MAX_FC];
+    int n_data;
+    char *names;        /* '\n' replaced by '\0' */
+    const char **name;  /* outputs entries into names */
+};
+
+static int fail(char *err, size_t len, const char *path, const char *what) {
+    if (err && len) snprintf(err, len, "%s: %s", path, what);
+    return 0;
+}
+
+static int read_i32(FILE *f, int32_t *v) { return fread(v, 4, 1, f) == 1; }
+
+/* The next array, which must hold `count` floats. */
+static float *read_array(df_model *m, FILE *f, int64_t count) {
+    int32_t n;
+    if (!read_i32(f, &n) || n != count || count <= 0) return NULL;
+    float *a = malloc(sizeof(float) * (size_t)count);
+    if (!a) return NULL;
+    if (fread(a, sizeof(float), (size_t)count, f) != (size_t)count) { free(a); return NULL; }
+    m->data[m->n_data++] = a;
+    return a;
+}
+
+static int load_arrays(df_model *m, FILE *f) {
+    df_net *net = &m->net;
+    const int64_t C = net->channels, cp = net->cp, W = net->steps;
+    int64_t cin = 1;
+    for (int i = 0; i < net->n_enc; i++) {
+        if (!(net->enc_w[i] = read_array(m, f, net->enc_kernel[i] * cin * cp))) return 0;
+        if (!(net->enc_g[i] = read_array(m, f, cp)) || !(net->enc_b[i] = read_array(m, f, cp))) return 0;
+        cin = C;
+    }
+    if (!(net->proj_g = read_array(m, f, cp)) || !(net->proj_b = read_array(m, f, cp))) return 0;
+    if (!(net->proj_w = read_array(m, f, C * cp)) || !(net->proj_bias = read_array(m, f, cp))) return 0;
+    if (!(net->ctx_z = read_array(m, f, C * (C / net->groups) * net->ctx_zlen))) return 0;
+    if (!(net->ctx_bias = read_array(m, f, C))) return 0;
+    if (!(net->red_g = read_array(m, f, C)) || !(net->red_b = read_array(m, f, C))) return 0;
+    for (int i = 0; i < net->n_red; i++)
+        if (!(net->red_w[i] = read_array(m, f, net->red_kernel[i] * C * cp)) ||
+            !(net->red_bias[i] = read_array(m, f, cp))) return 0;
+    for (int i = 0; i < net->n_fc; i++) {
+        const int64_t np = (net->fc_out[i] + 7) / 8 * 8;
+        if (!(net->fc_w[i] = read_array(m, f, (int64_t)net->fc_in[i] * np)) ||
+            !(net->fc_bias[i] = read_array(m, f, np))) return 0;
+    }
+    return W > 0;
+}
+
+void df_model_free(df_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_data; i++) free(m->data[i]);
+    free(m->names); free(m->name); free(m);
+}
+
+static int load(df_model *m, FILE *f, const char *path, char *err, size_t len) {
+    char magic[4];
+    int32_t version, n;
+    if (fread(magic, 1, 4, f) != 4 || memcmp(magic, "DFN1", 4)) return fail(err, len, path, "not a DistilFace native model (.dfn)");
+    if (!read_i32(f, &version) || version != 1) return fail(err, len, path, "unsupported .dfn version (this runtime reads 1)");
+    if (!read_i32(f, &n) || n < DFN_INTS || n > DFN_INTS + 3 * DF_MAX_ENC + 2 * DF_MAX_RED + 2 * DF_MAX_FC)
+        return fail(err, len, path, "bad header size");
+    int32_t ints[DFN_INTS + 3 * DF_MAX_ENC + 2 * DF_MAX_RED + 2 * DF_MAX_FC];
+    if (fread(ints, 4, (size_t)n, f) != (size_t)n) return fail(err, len, path, "truncated header");
+    memcpy(m->g, ints, sizeof m->g);
+    df_net *net = &m->net;
+    const int32_t *g = m->g;
+    if (g[I_N_ENC] < 1 || g[I_N_ENC] > DF_MAX_ENC || g[I_N_RED] < 0 || g[I_N_RED] > DF_MAX_RED || g[I_N_FC] < 1 ||
+        g[I_N_FC] > DF_MAX_FC || g[I_CHANNELS] < 1 || g[I_GROUPS] < 1 || g[I_CHANNELS] % g[I_GROUPS] ||
+        n != DFN_INTS + 3 * g[I_N_ENC] + 2 * g[I_N_RED] + 2 * g[I_N_FC] || g[I_HOP] < 1 || g[I_GRID] < 1)
+        return fail(err, len, path, "inconsistent header");
+    net->abi = DF_ABI;
+    net->channels = g[I_CHANNELS]; net->cp = (g[I_CHANNELS] + 7) / 8 * 8; net->n_enc = g[I_N_ENC];
+    net->enc_norm = g[I_ENC_NORM]; net->steps = g[I_STEPS]; net->dilation = g[I_DILATION];
+    net->cache_steps = g[I_CACHE]; net->tail_steps = g[I_TAIL]; net->groups = g[I_GROUPS];
+    net->ctx_zlen = g[I_ZLEN]; net->n_red = g[I_N_RED]; net->n_fc = g[I_N_FC];
+    net->activation = g[I_ACTIVATION]; net->outputs = g[I_OUTPUTS];
+    const int32_t *p = ints + DFN_INTS;
+    for (int i = 0; i < net->n_enc; i++) net->enc_kernel[i] = *p++;
+    for (int i = 0; i < net->n_enc; i++) net->enc_stride[i] = *p++;
+    for (int i = 0; i < net->n_enc; i++) net->enc_dilation[i] = *p++;
+    for (int i = 0; i < net->n_red; i++) net->red_kernel[i] = *p++;
+    for (int i = 0; i < net->n_red; i++) net->red_stride[i] = *p++;
+    for (int i = 0; i < net->n_fc; i++) net->fc_in[i] = *p++;
+    for (int i = 0; i < net->n_fc; i++) net->fc_out[i] = *p++;
+    float eps[3];
+    if (fread(eps, 4, 3, f) != 3) return fail(err, len, path, "truncated header");
+    net->enc_eps = eps[0]; net->proj_eps = eps[1]; net->red_eps = eps[2];
+    int32_t nb;
+    if (!read_i32(f, &nb) || nb < 0 || nb > (1 << 20)) return fail(err, len, path, "bad names");
+    m->names = malloc((size_t)nb + 1);
+    m->name = calloc((size_t)net->outputs + 1, sizeof(char *));
+    if (!m->names || !m->name || fread(m->names, 1, (size_t)nb, f) != (size_t)nb) return fail(err, len, path, "truncated names");
+    m->names[nb] = '\0';
+    int lines = 1;
+    for (int i = 0; i < nb; i++) lines += m->names[i] == '\n';
+    if (net->outputs < 1 || lines != net->outputs) return fail(err, len, path, "names do not match the outputs");
+    char *q = m->names;
+    for (int k = 0; k < net->outputs; k++) {  /* one name per line */
+        m->name[k] = q;
+        char *nl = strchr(q, '\n');
+        if (nl) { *nl = '\0'; q = nl + 1; }
+    }
+    int32_t arrays;
+    if (!read_i32(f, &arrays) || !load_arrays(m, f)) return fail(err, len, path, "truncated or mis-sized weights");
+    if (arrays != m->n_data || fgetc(f) != EOF) return fail(err, len, path, "unexpected data after the weights");
+    return 1;
+}
+
+df_model *df_model_load(const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { fail(err, errlen, path, "cannot open"); return NULL; }
+    df_model *m = calloc(1, sizeof *m);
+    int ok = m && load(m, f, path, err, errlen);
+    fclose(f);
+    if (!ok) { df_model_free(m); return NULL; }
+    return m;
+}
+
+const df_net *df_model_net(const df_model *m) { return &m->net; }
+int df_model_outputs(const df_model *m) { return m->net.outputs; }
+const char *df_model_name(const df_model *m, int i) { return i >= 0 && i < m->net.outputs ? m->name[i] : NULL; }
+/* Samples of audio after a frame's time that must arrive before it comes out (no smoothing). */
+int df_model_lookahead_samples(const df_model *m) { return m->g[I_SPAN] - m->g[I_PAST]; }
+
+/* A stream at `fps` as `StreamingAnimator` would run it: weights NULL for plain frames, or the
+ * three ensemble-smoothing weights (each prediction a smoothing offset later; zero ones skipped). */
+df_stream *df_model_stream(const df_model *m, double fps, const float *weights) {
+    int64_t offset[3] = {0, 0, 0};
+    float w[3] = {1.f, 0.f, 0.f};
+    int n = 1;
+    int64_t widen = 0;
+    if (weights) {
+        n = 0;
+        for (int i = 0; i < 3; i++)
+            if (weights[i] != 0.f) { offset[n] = (int64_t)i * m->g[I_SMOOTH]; w[n] = weights[i]; n++; }
+        if (n == 0) return NULL;
+        widen = m->g[I_SMOOTH];
+    }
+    const int64_t per_pass = (int64_t)(20.0 * fps) > 1 ? (int64_t)(20.0 * fps) : 1;  /* PASS_S = 20 s */
+    return df_stream_new(&m->net, fps, m->g[I_PAST] + widen, m->g[I_SPAN], m->g[I_RECEPTIVE], m->g[I_HOP],
+                         m->g[I_GRID], n, offset, w, per_pass * n);
+}
