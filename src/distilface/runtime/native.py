@@ -1,18 +1,19 @@
-"""The conv student's streaming step in C (csrc/dfstep.c), called through ctypes: a
-`StreamingAnimator` backend with the torch `PhaseStep`'s inputs and outputs and no per-node cost.
+"""The conv student in C (csrc/), called through ctypes: a `StreamingAnimator` backend with the
+torch `PhaseStep`'s inputs and outputs and no per-node cost, whose animator bookkeeping runs in C
+too (`CStream`).
 
-    net = NativeModel.from_student(student)       # or NativeModel("model.npz"): numpy only
+    net = NativeModel.from_student(student)       # or NativeModel("model.npz" | "model.dfn")
     StreamingAnimator(net, fps=30).push(chunk)
 
-The C source ships in the package and is compiled on first use with the machine's C compiler
-(`cc`, or $CC) for this CPU (-march=native), into a cache keyed by the source, the flags and the
+The C sources ship in the package and are compiled on first use with the machine's C compiler
+(`cc`, or $CC) for this CPU (-march=native), into a cache keyed by the sources, the flags and the
 CPU (`library_path`); `distilface export --native` and scripts/setup.sh build it ahead. Only the
 conv student (`StudentConfig.arch` "conv") has a C step; its state is channels-last (S + R, cp)
 where the torch and ONNX steps keep (C, S + R) (the animator never reads it).
 
-A `.npz` written by `save_native` holds the weights laid out for the C products plus a JSON
-`meta` (geometry, curve names, smoothing offset), so a game or tool can stream from it with
-numpy and a C compiler, without torch or onnxruntime.
+Files (`save_native`): a `.npz` holds the weights laid out for the C products plus a JSON `meta`
+(geometry, curve names, smoothing offset) and needs numpy only; a `.dfn` holds the same for C
+callers without Python (`write_dfn`, csrc/dfmodel.c, the API of csrc/dfstep.h).
 """
 
 from __future__ import annotations
