@@ -387,9 +387,13 @@ def test_a_paused_sender_is_an_underrun(caplog):
     assert any("under-run" in r.message for r in caplog.records)
 
 
-def test_loopback_latency_short_run():
-    r = loopback_latency(MODEL, 1.0, FPS)
-    lookahead = LiveStream(MODEL, StreamConfig(input="ws", outputs=("ws",))).lookahead_samples
+@pytest.mark.parametrize("runtime", ["torch", "native"])
+def test_loopback_latency_short_run(runtime):
+    from distilface.runtime.native import NativeModel
+
+    model = MODEL if runtime == "torch" else NativeModel.from_student(MODEL)
+    r = loopback_latency(model, 1.0, FPS)
+    lookahead = LiveStream(model, StreamConfig(input="ws", outputs=("ws",))).lookahead_samples
     assert r["future_ms"] == pytest.approx(lookahead / 16)
     # frames whose last needed sample was sent: k / 30 + lookahead < 1 s
     assert r["frames"] == sum(round(k * 16000 / FPS) + lookahead <= 16000 for k in range(30))

@@ -17,7 +17,8 @@ and for a conv student the C step of `distilface.runtime.native`, streaming only
 - Peak memory: the largest resident set (VmHWM) of a fresh process that loads the runtime and
   streams a minute of audio, and how much of it the model run adds to the process after imports.
 - End-to-end latency over loopback (`distilface.runtime.live.loopback_latency`): audio sent to
-  `distilface stream` over a WebSocket at real-time pace, frames back over the WebSocket output.
+  `distilface stream` over a WebSocket at real-time pace, frames back over the WebSocket output
+  (onnxruntime, and the C runtime for a conv student).
 
 Also the runtimes' largest difference from offline torch frames over random chunkings, 30 and
 60 fps, with and without smoothing (the streaming equality, measured here on the shipped weights).
@@ -334,6 +335,10 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
         latency = {"plain": loopback_latency(models[("onnxruntime", "streaming")], latency_s, fps),
                    "smoothed": loopback_latency(models[("onnxruntime", "streaming")], latency_s, fps,
                                                 smooth=DEFAULT_WEIGHTS)}
+        if (NATIVE, "streaming") in models:  # the same server on the C runtime
+            latency["native plain"] = loopback_latency(models[(NATIVE, "streaming")], latency_s, fps)
+            latency["native smoothed"] = loopback_latency(models[(NATIVE, "streaming")], latency_s, fps,
+                                                          smooth=DEFAULT_WEIGHTS)
     return {"model": name, "path": str(path), "future_ms": student.cfg.future_ms, "fps": fps,
             "frame_grid_samples": student.cfg.frame_grid_samples,
             "parameters": sum(p.numel() for p in student.parameters()),
