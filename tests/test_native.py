@@ -155,6 +155,15 @@ def test_build_is_cached_atomic_and_needs_a_compiler(tmp_path, monkeypatch):
     assert [p.name for p in lib.parent.iterdir()] == [lib.name]  # no temporary file left behind
     mtime = lib.stat().st_mtime_ns
     assert native.build() == lib and lib.stat().st_mtime_ns == mtime  # cached: not rebuilt
+    # a compiler that refuses the CPU flags (clang on arm64: no -march=native) gets a portable build
+    monkeypatch.setattr(native, "CFLAGS", native.CFLAGS + ("-fno-such-flag-anywhere",))
+    monkeypatch.setenv("DISTILFACE_NATIVE_CACHE", str(tmp_path / "portable"))
+    with pytest.warns(RuntimeWarning, match="building with -O3 -ffast-math -fPIC"):
+        portable = native.build()
+    assert portable.is_file() and [p.name for p in portable.parent.iterdir()] == [portable.name]
+    import ctypes
+    assert ctypes.CDLL(str(portable)).df_abi() == native.ABI
+    monkeypatch.setenv("DISTILFACE_NATIVE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     with pytest.raises((NativeUnavailable, OSError)):
         native.build(force=True)

@@ -42,6 +42,9 @@ MODEL_SOURCE = CSRC / "dfmodel.c"  # the .dfn loader, for C callers without Pyth
 # anyway (tests/test_native.py). -march=native: the library is built on the machine that runs it;
 # 256-bit vectors even where gcc tunes for 128 (znver1: GELU and the norms 15-20 % faster there).
 CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=256", "-ffast-math", "-fPIC")
+# What is left when the compiler refuses the CPU flags above (clang on arm64 has no -march=native,
+# only x86 gcc knows -mprefer-vector-width): a portable build, slower but the same results.
+CFLAGS_PORTABLE = ("-O3", "-ffast-math", "-fPIC")
 # Linked in a second command without -ffast-math: gcc 12 would otherwise link crtfastmath.o into the
 # library, whose constructor turns on flush-to-zero in every process that loads it (dfstep.c
 # flushes denormals inside its own calls only).
@@ -110,15 +113,18 @@ def library_path() -> Path:
     root = os.environ.get("DISTILFACE_NATIVE_CACHE") or (
         Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distilface" / "native")
     sources = b"".join(p.read_bytes() for p in (SOURCE, STREAM_SOURCE, MODEL_SOURCE, CSRC / "dfstep.h"))
-    key = hashlib.sha256(sources + " ".join(CFLAGS + STREAM_CFLAGS + LDFLAGS).encode() + (compiler() or "").encode()
+    key = hashlib.sha256(sources + " ".join(CFLAGS + CFLAGS_PORTABLE + STREAM_CFLAGS + LDFLAGS).encode()
+                         + (compiler() or "").encode()
                          + _cpu().encode()).hexdigest()[:16]
     return Path(root) / f"dfstep-{key}.so"
 
 
 def build(force: bool = False) -> Path:
-    """Compile csrc/dfstep.c (if not cached yet) and return the library's path. The compiler
-    writes a temporary file that is renamed into place, so concurrent builds never see half a
-    library. Raises NativeUnavailable without a compiler or when it fails."""
+    """Compile csrc/ (if not cached yet) and return the library's path. The compiler writes a
+    temporary file that is renamed into place, so concurrent builds never see half a library.
+    When the step does not compile with the CPU flags of `CFLAGS`, it is built with
+    `CFLAGS_PORTABLE` (a warning says so). Raises NativeUnavailable without a compiler or when the
+    portable build fails too."""
     out = library_path()
     if out.is_file() and not force:
         return out
@@ -128,14 +134,26 @@ def build(force: bool = False) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     obj, obj2, obj3 = (tmp.with_suffix(f".{n}.o") for n in ("step", "stream", "model"))
-    cmds = [[cc, *CFLAGS, "-c", "-o", str(obj), str(SOURCE)], [cc, *STREAM_CFLAGS, "-c", "-o", str(obj2), str(STREAM_SOURCE)],
+    step = [cc, *CFLAGS, "-c", "-o", str(obj), str(SOURCE)]
+    cmds = [[cc, *STREAM_CFLAGS, "-c", "-o", str(obj2), str(STREAM_SOURCE)],
             [cc, *STREAM_CFLAGS, "-c", "-o", str(obj3), str(MODEL_SOURCE)],
             [cc, *LDFLAGS, "-o", str(tmp), str(obj), str(obj2), str(obj3), "-lm"]]
+
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, capture_output=True, text=True)
+
     try:
+        proc = run(step)
+        if proc.returncode:
+            import warnings
+
+            warnings.warn(f"native runtime: {' '.join(CFLAGS)} refused ({proc.stderr.strip()[:300]}); "
+                          f"building with {' '.join(CFLAGS_PORTABLE)}", RuntimeWarning, stacklevel=2)
+            cmds.insert(0, [cc, *CFLAGS_PORTABLE, "-c", "-o", str(obj), str(SOURCE)])
         for cmd in cmds:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = run(cmd)
             if proc.returncode:
-                raise NativeUnavailable(f"building {SOURCE.name} failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
+                raise NativeUnavailable(f"building the native runtime failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
         os.replace(tmp, out)
     finally:
         for p in (tmp, obj, obj2, obj3):
