@@ -209,6 +209,16 @@ def test_cli_export_native_and_animate(tmp_path, capsys):
     assert a.shape == (99, 61) and np.nanmax(np.abs(a - b)) < 1e-4
     with pytest.raises(SystemExit, match="fp32 only"):
         main(["export", str(ckpt), "--native", "--int8", "-o", str(tmp_path / "q.npz")])
+    # --runtime native: the checkpoint itself in the C runtime, no export step
+    main(["animate", str(EXAMPLE_AUDIO), "-o", str(tmp_path / "rt.csv"), "--model", str(ckpt), "--frame-grid", "80",
+          "--runtime", "native", "--smooth", "--no-progress"])
+    main(["animate", str(EXAMPLE_AUDIO), "-o", str(tmp_path / "sm.csv"), "--model", str(ckpt), "--frame-grid", "80",
+          "--smooth", "--no-progress"])
+    c, d = (np.genfromtxt(tmp_path / n, delimiter=",", skip_header=1)[:, 2:] for n in ("rt.csv", "sm.csv"))
+    assert c.shape == (99, 61) and np.nanmax(np.abs(c - d)) < 1e-4
+    from distilface.animate import load_model
+    with pytest.raises(ValueError, match="an ONNX export runs in onnxruntime"):
+        load_model(tmp_path / "x.onnx", runtime="native")
 
 
 NO_TORCH = """

@@ -303,14 +303,19 @@ def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, bloc
 
 
 def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None = None,
-               ort_threads: int | None = None, frame_grid: int | None = None):
+               ort_threads: int | None = None, frame_grid: int | None = None, runtime: str = "torch"):
     """A checkpoint as a torch student, or a `.onnx` export (`distilface export`) as an `OrtModel`
     that needs no torch (`ort_threads`: onnxruntime threads, None for its default); with `smooth`
     (ensemble-smoothing weights, `distilface.smoothing`) wrapped to average three predictions.
     frame_grid: frame times on a grid of this many samples (`StudentConfig.frame_grid_samples`;
     None: the model's own); an export carries the grid it was exported with. A `.npz` or `.dfn`
-    of `distilface export --native` runs the C step (`distilface.runtime.native`), also without torch."""
+    of `distilface export --native` runs the C step (`distilface.runtime.native`), also without torch.
+    runtime "native": a checkpoint runs in the C runtime (conv students; the file still loads with
+    torch)."""
     if Path(model_path).suffix in (".onnx", ".npz", ".dfn"):
+        if Path(model_path).suffix == ".onnx" and runtime == "native":
+            raise ValueError(f"{model_path}: an ONNX export runs in onnxruntime; the native runtime takes a "
+                             f"checkpoint, or a file of `distilface export --native`")
         if Path(model_path).suffix in (".npz", ".dfn"):
             from distilface.runtime.native import NativeModel
 
@@ -327,6 +332,13 @@ def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None
     from distilface.student import on_frame_grid
 
     model = on_frame_grid(load_student(model_path)[0], frame_grid)
+    if runtime == "native":  # the checkpoint packed for the C runtime in memory (export --native, unsaved)
+        from distilface.runtime.native import NativeModel
+
+        native = NativeModel.from_student(model.eval())
+        return native.smoothed(smooth) if smooth is not None else native
+    if runtime != "torch":
+        raise ValueError(f"runtime must be torch or native, not {runtime!r}")
     if smooth is not None:
         from distilface.smoothing import EnsembleSmoothed
 
@@ -337,7 +349,7 @@ def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None
 def animate_command(audio_path: str | Path, out_path: str | Path, model_path: str | Path,
                     fps: float = 30.0, fmt: str | None = None, block_s: float = 60.0,
                     progress: bool = True, smooth: tuple[float, float, float] | None = None,
-                    frame_grid: int | None = None) -> Path:
+                    frame_grid: int | None = None, runtime: str = "torch") -> Path:
     """`distilface animate`: load the student, animate the file, write `out_path` in `fmt`
     (or by its extension, see `distilface.formats`); `smooth`: ensemble-smoothing weights
     (`distilface.smoothing`); `frame_grid`: frame times on a grid of this many samples
@@ -346,6 +358,6 @@ def animate_command(audio_path: str | Path, out_path: str | Path, model_path: st
     from distilface.formats import format_for, write_curves
 
     fmt = format_for(out_path, fmt)  # a bad extension fails before the long run
-    model = load_model(model_path, smooth, frame_grid=frame_grid)
+    model = load_model(model_path, smooth, frame_grid=frame_grid, runtime=runtime)
     curves = animate_file(model, audio_path, fps=fps, block_s=block_s, progress=progress)
     return write_curves(curves, out_path, fmt, sound_file=str(audio_path))
