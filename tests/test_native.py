@@ -235,6 +235,8 @@ from distilface.runtime.native import NativeModel
 from distilface.runtime.streaming import StreamingAnimator, stream_all
 
 np.save(sys.argv[3], stream_all(StreamingAnimator(NativeModel(sys.argv[1]), 30.0), np.load(sys.argv[2]), 320))
+from distilface.cli import main  # the real CLI on the native file
+main(["animate", sys.argv[4], "-o", sys.argv[3] + ".csv", "--model", sys.argv[1], "--smooth", "--no-progress"])
 assert "torch" not in sys.modules and "onnxruntime" not in sys.modules
 """
 
@@ -245,9 +247,11 @@ def test_runs_without_torch_or_onnxruntime(tmp_path):
     np.save(tmp_path / "audio.npy", audio)
     (tmp_path / "run.py").write_text(textwrap.dedent(NO_TORCH))
     subprocess.run([sys.executable, str(tmp_path / "run.py"), str(path), str(tmp_path / "audio.npy"),
-                    str(tmp_path / "out.npy")], check=True, timeout=120, env={**os.environ})
+                    str(tmp_path / "out.npy"), str(EXAMPLE_AUDIO)], check=True, timeout=120, env={**os.environ})
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), animate_audio(MODEL, audio, 30.0).values,
                                atol=1e-4, rtol=0)
+    csv = np.genfromtxt(str(tmp_path / "out.npy") + ".csv", delimiter=",", skip_header=1)
+    assert csv.shape[0] == len(np.load(tmp_path / "out.npy"))
 
 
 def test_stream_all_of_shipped_c04_on_real_speech():
