@@ -130,13 +130,15 @@ if runtime == "torch":
     torch.set_num_threads(1)
     from distilface.checkpoint import load_student
 elif runtime == "native":
-    from distilface.runtime.native import NativeModel as OrtModel  # same call below
+    from distilface.runtime.native import NativeModel
 else:
     from distilface.runtime.ort import OrtModel
 audio = looped(load_audio(EXAMPLE_AUDIO), seconds)
 before = hwm_mb()
-model = load_student(path)[0] if runtime == "torch" else (
-    OrtModel(path) if runtime == "native" else OrtModel(path, threads=1))
+if runtime == "torch":
+    model = load_student(path)[0]
+else:
+    model = NativeModel(path) if runtime == "native" else OrtModel(path, threads=1)
 if runtime == "torch":  # the export carries its frame grid; the checkpoint gets the run's
     from distilface.student import on_frame_grid
     model = on_frame_grid(model, int(sys.argv[4]))

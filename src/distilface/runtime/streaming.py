@@ -36,7 +36,10 @@ Backends (duck-typed, numpy in and out; this module imports neither torch nor on
     windows(windows (N, window_samples)) -> (N, out)
         per-window fallback, for a windowed ONNX graph.
 
-Both carry `names`, `geometry` (`StreamGeometry`) and `streaming` (True: use `phase_step`).
+Both carry `names`, `geometry` (`StreamGeometry`) and `streaming` (True: use `phase_step`). A
+backend with `stream_in_c = True` (the C runtime, `distilface.runtime.native.NativeModel`) also
+runs this module's bookkeeping itself: `c_stream(fps, past, preds, max_jobs)` returns an object
+whose `push(audio_16k, final)` gives the same frames, and the animator then only resamples.
 """
 
 from __future__ import annotations
