@@ -389,3 +389,25 @@ def test_dfn_reads_back_in_python_and_through_the_cli(tmp_path, capsys):
     (tmp_path / "bad.dfn").write_bytes(b"DFN1" + b"\x01\x00\x00\x00")
     with pytest.raises(ValueError, match="bad.dfn: truncated .dfn file"):
         NativeModel(tmp_path / "bad.dfn")
+
+
+@pytest.mark.parametrize("grid", [7, 160, 320])  # no dense encoder at 7: one sequence per phase
+@pytest.mark.parametrize("fps", [25.0, 29.97, 59.94])
+def test_c_bookkeeping_on_odd_grids_and_rates(grid, fps):
+    """Frame times round(k 16000 / fps / grid) * grid in C as in Python, for rates whose frame
+    times are not whole samples and grids with and without a dense encoder."""
+    s = on_frame_grid(student(), grid)
+    c, py = NativeModel.from_student(s), _python_bookkeeping(NativeModel.from_student(s))
+    rng = np.random.default_rng(grid)
+    for wrap in (lambda m: m, lambda m: m.smoothed((0.25, 0.5, 0.25))):
+        a, b = StreamingAnimator(wrap(c), fps), StreamingAnimator(wrap(py), fps)
+        i, outs_a, outs_b = 0, [], []
+        while i < 24000:
+            n = int(rng.integers(1, 4000))
+            outs_a.append(a.push(AUDIO[i: i + n]))
+            outs_b.append(b.push(AUDIO[i: i + n]))
+            assert outs_a[-1].shape == outs_b[-1].shape
+            i += n
+        x, y = np.concatenate(outs_a + [a.flush()]), np.concatenate(outs_b + [b.flush()])
+        assert x.shape == y.shape and (a.stats, a.phases) == (b.stats, b.phases)
+        np.testing.assert_allclose(x, y, atol=1e-6, rtol=0)
