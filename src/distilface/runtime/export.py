@@ -247,8 +247,14 @@ def compare_on_audio(onnx_path: Path, student: nn.Module, audio: np.ndarray, fps
     want = animate_audio(student, audio, fps).values
     model = OrtModel(onnx_path) if backend is None else backend
     got = stream_all(StreamingAnimator(model, fps), audio, round(chunk_s * SAMPLE_RATE_HZ))
+    return frame_differences(got, want, f"{onnx_path}: {model!r}")
+
+
+def frame_differences(got: np.ndarray, want: np.ndarray, what: str) -> dict[str, float]:
+    """{"frames", "max_abs_diff", "mean_abs_diff"} of an export's frames against torch's (inf where
+    any is not finite); ExportMismatch when their shapes differ (`what` names the export)."""
     if got.shape != want.shape:
-        raise ExportMismatch(f"{onnx_path}: {got.shape} frames from {model!r}, {want.shape} from torch")
+        raise ExportMismatch(f"{what}: {got.shape} frames, {want.shape} from torch")
     diff = np.abs(got.astype(np.float64) - want)
     return {"frames": int(len(want)), "max_abs_diff": float(np.nanmax(diff)) if np.isfinite(diff).all() else float("inf"),
             "mean_abs_diff": float(diff.mean())}
