@@ -133,6 +133,11 @@ def test_file_round_trip_and_bad_files(tmp_path):
     np.savez(tmp_path / "v9.npz", meta=np.frombuffer(json.dumps({**meta, "version": 9}).encode(), np.uint8), **arrays)
     with pytest.raises(ValueError, match="version 9, this runtime reads distilface-native version 1"):
         NativeModel(tmp_path / "v9.npz")
+    # a damaged array would be read past its end in C: refused with its name
+    np.savez(tmp_path / "cut.npz", meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+             **{**arrays, "enc_w3": arrays["enc_w3"][:-1]})
+    with pytest.raises(ValueError, match="cut.npz: array enc_w3 .* floats, the model's sizes need"):
+        NativeModel(tmp_path / "cut.npz")
 
 
 def test_other_archs_and_bad_calls_fail_clearly():

@@ -564,7 +564,30 @@ class NativeModel:
                              f"{FILE_FORMAT} version {FILE_VERSION}")
         return meta, arrays
 
+    def _check_sizes(self) -> None:
+        """Every array the C step reads holds exactly the floats the meta implies (as csrc/dfmodel.c
+        checks a .dfn): a mis-sized array from a damaged file would be read past its end in C."""
+        m, a, g = self.meta, self._arrays, self.geometry
+        c, cp = int(m["channels"]), _pad8(int(m["channels"]))
+        want = {"proj_g": cp, "proj_b": cp, "proj_w": c * cp, "proj_bias": cp, "ctx_bias": c, "red_g": c, "red_b": c,
+                "ctx_z": c * (c // m["groups"]) * (g.steps_per_window - 1 + _pad8(g.steps_per_window))}
+        for i, k in enumerate(m["enc_kernel"]):
+            want.update({f"enc_w{i}": k * (1 if i == 0 else c) * cp, f"enc_g{i}": cp, f"enc_b{i}": cp})
+        for i, k in enumerate(m["red_kernel"]):
+            want.update({f"red_w{i}": k * c * cp, f"red_bias{i}": cp})
+        for i, (n_in, n_out) in enumerate(zip(m["fc_in"], m["fc_out"])):
+            want.update({f"fc_w{i}": n_in * _pad8(n_out), f"fc_bias{i}": _pad8(n_out)})
+        where = self.path or "native model"
+        if m["fc_out"][-1] != len(self.names) or c % m["groups"]:
+            raise ValueError(f"{where}: {m['fc_out'][-1]} outputs for {len(self.names)} curve names, "
+                             f"or {c} channels in {m['groups']} groups")
+        for name, n in want.items():
+            if name not in a or a[name].size != n or (name == "ctx_z" and a[name].ndim != 3):
+                got = "missing" if name not in a else f"{a[name].size} floats"
+                raise ValueError(f"{where}: array {name} {got}, the model's sizes need {n}")
+
     def _struct(self) -> _Net:
+        self._check_sizes()
         m, a = self.meta, self._arrays
         c = int(m["channels"])
         net = _Net(abi=ABI, channels=c, cp=_pad8(c), n_enc=len(m["enc_kernel"]), enc_norm=m["enc_norm"],

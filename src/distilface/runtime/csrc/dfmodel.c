@@ -109,6 +109,7 @@ static int load(df_model *m, FILE *f, const char *path, char *err, size_t len) {
     for (int i = 0; i < net->n_red; i++) net->red_stride[i] = *p++;
     for (int i = 0; i < net->n_fc; i++) net->fc_in[i] = *p++;
     for (int i = 0; i < net->n_fc; i++) net->fc_out[i] = *p++;
+    if (net->fc_out[net->n_fc - 1] != net->outputs) return fail(err, len, path, "inconsistent header");
     float eps[3];
     if (fread(eps, 4, 3, f) != 3) return fail(err, len, path, "truncated header");
     net->enc_eps = eps[0]; net->proj_eps = eps[1]; net->red_eps = eps[2];
