@@ -49,6 +49,13 @@ def shipped_c04(grid):
     return on_frame_grid(load_student(resolve_model("c0-4-256ms-ft"))[0].eval(), grid)
 
 
+def shipped_default(grid=1):
+    """The shipped default: the frozen Whisper front end (log-mel, biased convs, no context conv)."""
+    s = load_student(resolve_model(None))[0].eval()
+    assert s.cfg.arch == "whisper_conv"
+    return on_frame_grid(s, grid)
+
+
 CASES = {
     # the shipped C0/4: 72 channels, groups of 9 (three output channels at a time in the context conv)
     "c0-4 exact": lambda: shipped_c04(1),
@@ -60,6 +67,10 @@ CASES = {
     # a 256 ms window (12 steps: the context conv's generic path), no norm, no output activation
     "20 ch no norm 256 ms window": lambda: student(channels=20, context_groups=4, norm="none",
                                                    output_activation="none", window_ms=256.0, future_ms=64.0),
+    # the shipped default: log-mel front end, 80 -> 384 -> 384 channels, 288 features, plain head;
+    # on a grid it keeps one sequence per phase (no dense encoder)
+    "default exact": lambda: shipped_default(1),
+    "default grid 80": lambda: shipped_default(80),
 }
 
 
@@ -131,7 +142,7 @@ def test_file_round_trip_and_bad_files(tmp_path):
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files if k != "meta"}
     np.savez(tmp_path / "v9.npz", meta=np.frombuffer(json.dumps({**meta, "version": 9}).encode(), np.uint8), **arrays)
-    with pytest.raises(ValueError, match="version 9, this runtime reads distilface-native version 1"):
+    with pytest.raises(ValueError, match="version 9, this runtime reads distilface-native version 2"):
         NativeModel(tmp_path / "v9.npz")
     # a damaged array would be read past its end in C: refused with its name
     np.savez(tmp_path / "cut.npz", meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
@@ -141,7 +152,7 @@ def test_file_round_trip_and_bad_files(tmp_path):
 
 
 def test_other_archs_and_bad_calls_fail_clearly():
-    with pytest.raises(ValueError, match="conv student only, not 'mfcc'"):
+    with pytest.raises(ValueError, match="runs the conv and whisper_conv students, not .mfcc."):
         NativeModel.from_student(student(arch="mfcc"))
     g = NATIVE.geometry
     with pytest.raises(ValueError, match="audio too short"):
@@ -266,6 +277,29 @@ def test_stream_all_of_shipped_c04_on_real_speech():
     np.testing.assert_allclose(got, animate_audio(s, audio, 30.0).values, atol=TOL, rtol=0)
 
 
+def test_shipped_default_streams_in_c_equal_to_torch(tmp_path):
+    """The default model through the C animator, 20 ms pushes, smoothed, on real speech with a
+    stretch of digital silence (log-mel power 0: the floor) and a loud clipped one; and its .dfn
+    loaded and streamed by C alone."""
+    from distilface.runtime.native import stream_dfn
+
+    s = shipped_default()
+    speech = load_audio(EXAMPLE_AUDIO)[:32000]
+    audio = np.concatenate([speech[:12000], np.zeros(8000, np.float32), np.clip(8 * speech[12000:], -1, 1)])
+    net = NativeModel.from_student(s)
+    got = stream_all(StreamingAnimator(net.smoothed((0.25, 0.5, 0.25)), 30.0), audio, 320)
+    want = animate_audio(EnsembleSmoothed(s, (0.25, 0.5, 0.25)), audio, 30.0).values
+    np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
+    names, got = stream_dfn(save_native(s, tmp_path / "default.dfn"), audio, 30.0, chunk=333)
+    assert names == tuple(s.cfg.names)
+    np.testing.assert_allclose(got, animate_audio(s, audio, 30.0).values, atol=TOL, rtol=0)
+    # on a frame grid (which crashed torch streaming and offline animation of this arch until
+    # the grid stopped asking it for the conv student's dense encoder): one sequence per phase
+    s80 = shipped_default(80)
+    got = stream_all(StreamingAnimator(NativeModel.from_student(s80), 30.0), audio, 533)
+    np.testing.assert_allclose(got, animate_audio(s80, audio, 30.0).values, atol=TOL, rtol=0)
+
+
 def _python_bookkeeping(model):
     """The same C step with `StreamingAnimator`'s own Python bookkeeping instead of csrc/dfstream.c."""
     py = NativeModel(meta=model.meta, arrays=model._arrays)
@@ -339,7 +373,7 @@ def test_dfn_bad_files_fail_with_the_loaders_message(tmp_path):
 
     good = save_native(MODEL, tmp_path / "m.dfn").read_bytes()
     for name, data, message in (("npz.dfn", b"PK\x03\x04" + good[4:], "not a DistilFace native model"),
-                                ("v2.dfn", good[:4] + b"\x02\x00\x00\x00" + good[8:], "unsupported .dfn version"),
+                                ("v1.dfn", good[:4] + b"\x01\x00\x00\x00" + good[8:], "unsupported .dfn version"),
                                 ("cut.dfn", good[:100], "truncated header"),
                                 ("short.dfn", good[:-4], "truncated or mis-sized weights"),
                                 ("long.dfn", good + b"\x00", "unexpected data after the weights")):

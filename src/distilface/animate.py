@@ -310,8 +310,8 @@ def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None
     frame_grid: frame times on a grid of this many samples (`StudentConfig.frame_grid_samples`;
     None: the model's own); an export carries the grid it was exported with. A `.npz` or `.dfn`
     of `distilface export --native` runs the C step (`distilface.runtime.native`), also without torch.
-    runtime "native": a checkpoint runs in the C runtime (conv students; the file still loads with
-    torch)."""
+    runtime "native": a checkpoint runs in the C runtime (conv and whisper_conv students, the default
+    among them; the file still loads with torch)."""
     if Path(model_path).suffix in (".onnx", ".npz", ".dfn"):
         if Path(model_path).suffix == ".onnx" and runtime == "native":
             raise ValueError(f"{model_path}: an ONNX export runs in onnxruntime; the native runtime takes a "

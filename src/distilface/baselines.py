@@ -352,6 +352,8 @@ class _BaselineStudent(Student):
     """Student's evaluation methods around another encoder and a head of strided convs + fully
     connected layers. Student.__init__ is skipped on purpose: it builds the raw-audio encoder."""
 
+    dense_encoder = False  # Student.encode_dense needs its raw-audio encoder: one sequence per phase
+
     def __init__(self, cfg: StudentConfig, layers: list[tuple[int, int]]) -> None:
         nn.Module.__init__(self)
         self.cfg = cfg

@@ -117,7 +117,7 @@ def stream_hop(student: nn.Module) -> int:
     dense encoder for it (every frame then reads one shared sequence), else the encoder stride (one
     sequence per phase of the frame grid)."""
     grid = student.cfg.frame_grid_samples
-    return grid if grid in dense_hops() and hasattr(student, "encode_dense") else encoder_stride()
+    return grid if grid in dense_hops() and getattr(student, "dense_encoder", False) else encoder_stride()
 
 
 def encoder_length(samples: int) -> int:
@@ -244,6 +244,10 @@ def _reduction_plan(steps: int) -> list[tuple[int, int]]:
 
 
 class Student(nn.Module):
+    # `encode_dense` runs on this class's raw-audio encoder (`encoder_convs`); subclasses with
+    # another encoder (distilface.baselines) set it False and stream one sequence per phase.
+    dense_encoder = True
+
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -1,7 +1,8 @@
 """`distilface bench runtime`: what a shipped student costs where it runs, on one CPU thread.
 
 Per model and runtime (torch / onnxruntime fp32 / onnxruntime int8, each windowed and streaming;
-and for a conv student the C step of `distilface.runtime.native`, streaming only):
+and for the conv and frozen-Whisper students the C step of `distilface.runtime.native`, streaming
+only):
 
 - CPU time per 30 fps frame, median and p99. Windowed: one window per frame, each call timed on
   its own (a different window of real speech each time). Streaming: `StreamingAnimator` fed one
@@ -18,7 +19,7 @@ and for a conv student the C step of `distilface.runtime.native`, streaming only
   streams a minute of audio, and how much of it the model run adds to the process after imports.
 - End-to-end latency over loopback (`distilface.runtime.live.loopback_latency`): audio sent to
   `distilface stream` over a WebSocket at real-time pace, frames back over the WebSocket output
-  (onnxruntime, and the C runtime for a conv student).
+  (onnxruntime, and the C runtime where the student has one).
 
 Also the runtimes' largest difference from offline torch frames over random chunkings, 30 and
 60 fps, with and without smoothing (the streaming equality, measured here on the shipped weights).
@@ -42,7 +43,7 @@ from distilface.audio import SAMPLE_RATE_HZ
 from distilface.runtime.streaming import StreamingAnimator
 
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime int8")
-NATIVE = "native"  # the C step (conv students only, streaming only)
+NATIVE = "native"  # the C step (conv and whisper_conv students, streaming only)
 GRAPHS = ("windowed", "streaming")
 
 
@@ -275,7 +276,9 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
             rt = "onnxruntime int8" if int8 else "onnxruntime"
             models[(rt, graph)], files[(rt, graph)] = OrtModel(f, threads=1), f
     runtimes = list(RUNTIMES)
-    if student.cfg.arch == "conv":  # the C step exists for the conv student only
+    from distilface.runtime.native import ARCHS as NATIVE_ARCHS
+
+    if student.cfg.arch in NATIVE_ARCHS:  # the students with a C step
         from distilface.runtime.native import NativeModel, save_native
 
         f = save_native(student, out_dir / "native.npz")

@@ -1,15 +1,17 @@
-"""The conv student in C (csrc/), called through ctypes: a `StreamingAnimator` backend with the
-torch `PhaseStep`'s inputs and outputs and no per-node cost, whose animator bookkeeping runs in C
-too (`CStream`).
+"""The students in C (csrc/), called through ctypes: a `StreamingAnimator` backend with the torch
+`PhaseStep`'s inputs and outputs and no per-node cost, whose animator bookkeeping runs in C too
+(`CStream`).
 
     net = NativeModel.from_student(student)       # or NativeModel("model.npz" | "model.dfn")
     StreamingAnimator(net, fps=30).push(chunk)
 
 The C sources ship in the package and are compiled on first use with the machine's C compiler
 (`cc`, or $CC) for this CPU (-march=native), into a cache keyed by the sources, the flags and the
-CPU (`library_path`); `distilface export --native` and scripts/setup.sh build it ahead. Only the
-conv student (`StudentConfig.arch` "conv") has a C step; its state is channels-last (S + R, cp)
-where the torch and ONNX steps keep (C, S + R) (the animator never reads it).
+CPU (`library_path`); `distilface export --native` and scripts/setup.sh build it ahead. Two
+archs have a C step (`ARCHS`): the conv student, and the frozen-Whisper student (the shipped
+default: log-mel as a windowed-DFT product, biased convs, no context conv). The state is
+channels-last (S + R, cp) where the torch and ONNX steps keep (C, S + R) (the animator never reads
+it).
 
 Files (`save_native`): a `.npz` holds the weights laid out for the C products plus a JSON `meta`
 (geometry, curve names, smoothing offset) and needs numpy only; a `.dfn` holds the same for C
@@ -51,11 +53,12 @@ CFLAGS_PORTABLE = ("-O3", "-ffast-math", "-fPIC")
 # flushes denormals inside its own calls only).
 LDFLAGS = ("-shared",)
 STREAM_CFLAGS = ("-O2", "-fPIC")
-ABI = 2  # DF_ABI of dfstep.h
+ABI = 3  # DF_ABI of dfstep.h
 FILE_FORMAT = "distilface-native"
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2: the Whisper front end (log-mel, biased convs, no context conv)
 MAX_ENC, MAX_RED, MAX_FC = 8, 8, 6
-NORMS = {"none": 0, "layer": 1, "batch": 2}  # batch: eval-mode BatchNorm folded to scale and shift
+NORMS = {"none": 0, "layer": 1, "batch": 2}
+FRONTS = {"raw": 0, "logmel": 1}  # DF_FRONT_* of dfstep.h  # batch: eval-mode BatchNorm folded to scale and shift
 ACTIVATIONS = {"none": 0, "sigmoid": 1, "tanh": 2}
 ERRORS = {-1: "ABI mismatch", -2: "audio too short for one encoder step", -3: "frame index outside the steps",
           -4: "out of memory", -5: "stream state out of order"}
@@ -73,9 +76,13 @@ class _Net(ctypes.Structure):
     """`df_net` of dfstep.c, field by field."""
 
     _fields_ = [
-        ("abi", ctypes.c_int32), ("channels", ctypes.c_int32), ("cp", ctypes.c_int32), ("n_enc", ctypes.c_int32),
+        ("abi", ctypes.c_int32), ("channels", ctypes.c_int32), ("cp", ctypes.c_int32), ("front", ctypes.c_int32),
+        ("mel_window", ctypes.c_int32), ("mel_hop", ctypes.c_int32), ("mel_bins", ctypes.c_int32),
+        ("mel_bands", ctypes.c_int32), ("mel_floor", ctypes.c_float), ("mel_scale", ctypes.c_float),
+        ("mel_shift", ctypes.c_float), ("n_enc", ctypes.c_int32),
         ("enc_kernel", ctypes.c_int32 * MAX_ENC), ("enc_stride", ctypes.c_int32 * MAX_ENC),
-        ("enc_dilation", ctypes.c_int32 * MAX_ENC), ("enc_norm", ctypes.c_int32),
+        ("enc_dilation", ctypes.c_int32 * MAX_ENC), ("enc_cout", ctypes.c_int32 * MAX_ENC),
+        ("enc_norm", ctypes.c_int32), ("proj_in", ctypes.c_int32), ("proj_gelu", ctypes.c_int32),
         ("steps", ctypes.c_int32), ("dilation", ctypes.c_int32),
         ("cache_steps", ctypes.c_int32), ("tail_steps", ctypes.c_int32),
         ("groups", ctypes.c_int32), ("ctx_zlen", ctypes.c_int32),
@@ -83,7 +90,9 @@ class _Net(ctypes.Structure):
         ("n_fc", ctypes.c_int32), ("fc_in", ctypes.c_int32 * MAX_FC), ("fc_out", ctypes.c_int32 * MAX_FC),
         ("activation", ctypes.c_int32), ("outputs", ctypes.c_int32),
         ("enc_eps", ctypes.c_float), ("proj_eps", ctypes.c_float), ("red_eps", ctypes.c_float),
-        ("enc_w", ctypes.c_void_p * MAX_ENC), ("enc_g", ctypes.c_void_p * MAX_ENC), ("enc_b", ctypes.c_void_p * MAX_ENC),
+        ("mel_dft", ctypes.c_void_p), ("mel_fb", ctypes.c_void_p),
+        ("enc_w", ctypes.c_void_p * MAX_ENC), ("enc_bias", ctypes.c_void_p * MAX_ENC),
+        ("enc_g", ctypes.c_void_p * MAX_ENC), ("enc_b", ctypes.c_void_p * MAX_ENC),
         ("proj_g", ctypes.c_void_p), ("proj_b", ctypes.c_void_p), ("proj_w", ctypes.c_void_p), ("proj_bias", ctypes.c_void_p),
         ("ctx_z", ctypes.c_void_p), ("ctx_bias", ctypes.c_void_p), ("red_g", ctypes.c_void_p), ("red_b", ctypes.c_void_p),
         ("red_w", ctypes.c_void_p * MAX_RED), ("red_bias", ctypes.c_void_p * MAX_RED),
@@ -198,110 +207,202 @@ def _address(a: np.ndarray) -> int:
 
 
 # -- weights laid out for the C products ---------------------------------------------------------
+ARCHS = ("conv", "whisper_conv")  # the students with a C step
+
+
+def _np(x: Any) -> np.ndarray:
+    return x.detach().float().cpu().numpy()
+
+
+def _cols(m: np.ndarray, n: int) -> np.ndarray:
+    """m with zero columns up to n."""
+    return np.ascontiguousarray(np.pad(m, ((0, 0), (0, n - m.shape[1]))), np.float32)
+
+
+def _conv_rows(w: Any, n: int) -> np.ndarray:
+    """A conv weight (C_out, C_in, k) as the (k C_in, n) matrix of dfstep.c's `conv_rows`."""
+    co, ci, k = w.shape
+    return _cols(_np(w).transpose(2, 1, 0).reshape(k * ci, co), n)
+
+
+def _vec(v: Any, n: int) -> np.ndarray:
+    v = v if isinstance(v, np.ndarray) else _np(v)
+    return np.ascontiguousarray(np.pad(v, (0, n - len(v))), np.float32)
+
+
 def pack_student(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(meta, arrays) of a conv student (`distilface.student.Student`) for the C step.
-    Raises ValueError for other archs."""
-    import torch
-
+    """(meta, arrays) of a student for the C step: the conv student (`distilface.student.Student`)
+    or the frozen-Whisper one (`distilface.baselines.WhisperConvStudent`). Raises ValueError for
+    other archs."""
     from distilface.runtime.step import stream_geometry
-    from distilface.student import Student, encoder_stride, stream_hop
+    from distilface.student import Student
 
-    if not isinstance(student, Student) or student.cfg.arch != "conv":
-        arch = getattr(getattr(student, "cfg", None), "arch", type(student).__name__)
-        raise ValueError(f"the native runtime runs the conv student only, not {arch!r}")
+    arch = getattr(getattr(student, "cfg", None), "arch", type(student).__name__)
+    if not isinstance(student, Student) or arch not in ARCHS:
+        raise ValueError(f"the native runtime runs the {' and '.join(ARCHS)} students, not {arch!r}")
     cfg = student.cfg
     c, cp = cfg.channels, _pad8(cfg.channels)
-    geometry = stream_geometry(student)
+    meta, arrays = (_pack_conv if arch == "conv" else _pack_whisper)(student)
+    proj_in = student.proj.in_features
+    arrays["proj_g"], arrays["proj_b"] = _vec(student.proj_norm.weight, _pad8(proj_in)), _vec(student.proj_norm.bias, _pad8(proj_in))
+    arrays["proj_w"], arrays["proj_bias"] = _cols(_np(student.proj.weight).T, cp), _vec(student.proj.bias, cp)
+    for i, conv in enumerate(student.reduce):
+        arrays[f"red_w{i}"], arrays[f"red_bias{i}"] = _conv_rows(conv.weight, cp), _vec(conv.bias, cp)
+    for i, layer in enumerate(student.fc):
+        n = _pad8(layer.out_features)
+        arrays[f"fc_w{i}"], arrays[f"fc_bias{i}"] = _cols(_np(layer.weight).T, n), _vec(layer.bias, n)
+    meta.update({
+        "format": FILE_FORMAT, "version": FILE_VERSION, "arch": arch, "names": list(cfg.names), "channels": c,
+        "config": cfg.to_dict(), "smooth_offset_samples": smooth_offset_samples(cfg.frame_grid_samples),
+        "geometry": asdict(stream_geometry(student)), "proj_in": proj_in, "proj_eps": float(student.proj_norm.eps),
+        "red_kernel": [m.kernel_size[0] for m in student.reduce], "red_stride": [m.stride[0] for m in student.reduce],
+        "fc_in": [m.in_features for m in student.fc], "fc_out": [m.out_features for m in student.fc],
+        "activation": ACTIVATIONS[cfg.output_activation],
+    })
+    return meta, arrays
+
+
+def _pack_conv(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The conv student's encoder (raw audio, per-step norms, no biases) and context conv."""
+    import torch
+
+    from distilface.student import encoder_stride, stream_hop
+
+    cfg = student.cfg
+    c, cp = cfg.channels, _pad8(cfg.channels)
     hop = stream_hop(student)
     dil = [d for _, d in student._dense_plan(hop)] if hop != encoder_stride() else [0] * len(student.encoder_convs)
-
-    def t(x: torch.Tensor) -> np.ndarray:
-        return x.detach().to(torch.float32).cpu().numpy()
-
-    def cols(m: np.ndarray, n: int) -> np.ndarray:  # zero columns up to n
-        return np.ascontiguousarray(np.pad(m, ((0, 0), (0, n - m.shape[1]))), np.float32)
-
-    def conv_rows(w: torch.Tensor, n: int) -> np.ndarray:  # (C_out, C_in, k) -> (k C_in, n)
-        co, ci, k = w.shape
-        return cols(t(w).transpose(2, 1, 0).reshape(k * ci, co), n)
-
-    def vec(v: torch.Tensor | np.ndarray, n: int) -> np.ndarray:
-        v = t(v) if isinstance(v, torch.Tensor) else v
-        return np.ascontiguousarray(np.pad(v, (0, n - len(v))), np.float32)
-
     arrays: dict[str, np.ndarray] = {}
     enc_eps = 1e-5
     for i, (conv, norm) in enumerate(zip(student.encoder_convs, student.encoder_norms)):
-        arrays[f"enc_w{i}"] = conv_rows(conv.weight, cp)
+        arrays[f"enc_w{i}"] = _conv_rows(conv.weight, cp)
         if cfg.norm == "layer":
-            g, b, enc_eps = t(norm.norm.weight), t(norm.norm.bias), norm.norm.eps
+            g, b, enc_eps = _np(norm.norm.weight), _np(norm.norm.bias), norm.norm.eps
         elif cfg.norm == "batch":
             bn = norm.norm
-            g = t(bn.weight / torch.sqrt(bn.running_var + bn.eps))
-            b = t(bn.bias) - t(bn.running_mean) * g
+            g = _np(bn.weight / torch.sqrt(bn.running_var + bn.eps))
+            b = _np(bn.bias) - _np(bn.running_mean) * g
         else:
-            g, b = np.ones(c, np.float32), np.zeros(c, np.float32)
-        arrays[f"enc_g{i}"], arrays[f"enc_b{i}"] = vec(g, cp), vec(b, cp)
-    arrays["proj_g"], arrays["proj_b"] = vec(student.proj_norm.weight, cp), vec(student.proj_norm.bias, cp)
-    arrays["proj_w"], arrays["proj_bias"] = cols(t(student.proj.weight).T, cp), vec(student.proj.bias, cp)
-    # context conv: z[co, ci, q] = w[co, ci, pad + W - 1 - q], zero outside the kernel (dfstep.c `head`)
-    w_ctx = t(student.context.weight)  # (C, C / groups, kernel)
+            continue  # no norm arrays: the C step skips the norm
+        arrays[f"enc_g{i}"], arrays[f"enc_b{i}"] = _vec(g, cp), _vec(b, cp)
+    # context conv: z[co, ci, q] = w[co, ci, pad + W - 1 - q], zero outside the kernel (dfstep.c `context`)
+    w_ctx = _np(student.context.weight)  # (C, C / groups, kernel)
     kk, pad, steps = w_ctx.shape[2], student.context.padding[0], student.steps_per_window
     zlen = steps - 1 + _pad8(steps)
     tap = pad + steps - 1 - np.arange(zlen)
     valid = (tap >= 0) & (tap < kk)
     arrays["ctx_z"] = np.ascontiguousarray(w_ctx[:, :, np.clip(tap, 0, kk - 1)] * valid, np.float32)
-    arrays["ctx_bias"] = vec(student.context.bias, c)
-    arrays["red_g"], arrays["red_b"] = vec(student.reduce_norm.weight, c), vec(student.reduce_norm.bias, c)
-    for i, conv in enumerate(student.reduce):
-        arrays[f"red_w{i}"], arrays[f"red_bias{i}"] = conv_rows(conv.weight, cp), vec(conv.bias, cp)
-    for i, layer in enumerate(student.fc):
-        n = _pad8(layer.out_features)
-        arrays[f"fc_w{i}"], arrays[f"fc_bias{i}"] = cols(t(layer.weight).T, n), vec(layer.bias, n)
-    meta = {
-        "format": FILE_FORMAT, "version": FILE_VERSION, "names": list(cfg.names), "channels": c,
-        "config": cfg.to_dict(), "smooth_offset_samples": smooth_offset_samples(cfg.frame_grid_samples),
-        "geometry": asdict(geometry),
-        "enc_kernel": [conv.kernel_size[0] for conv in student.encoder_convs],
-        "enc_stride": [conv.stride[0] for conv in student.encoder_convs], "enc_dilation": dil,
-        "enc_norm": NORMS[cfg.norm], "enc_eps": float(enc_eps), "proj_eps": float(student.proj_norm.eps),
-        "red_eps": float(student.reduce_norm.eps), "groups": student.context.groups,
-        "red_kernel": [m.kernel_size[0] for m in student.reduce], "red_stride": [m.stride[0] for m in student.reduce],
-        "fc_in": [m.in_features for m in student.fc], "fc_out": [m.out_features for m in student.fc],
-        "activation": ACTIVATIONS[cfg.output_activation],
-    }
+    arrays["ctx_bias"] = _vec(student.context.bias, c)
+    arrays["red_g"], arrays["red_b"] = _vec(student.reduce_norm.weight, c), _vec(student.reduce_norm.bias, c)
+    convs = student.encoder_convs
+    meta = {"front": FRONTS["raw"], "enc_kernel": [m.kernel_size[0] for m in convs],
+            "enc_stride": [m.stride[0] for m in convs], "enc_dilation": dil, "enc_cout": [c] * len(convs),
+            "enc_bias": [0] * len(convs), "enc_norm": NORMS[cfg.norm], "enc_eps": float(enc_eps), "proj_gelu": 0,
+            "groups": student.context.groups, "red_eps": float(student.reduce_norm.eps)}
     return meta, arrays
 
 
+def _pack_whisper(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The frozen Whisper front end: log-mel (windowed DFT and mel filterbank as matrices), two
+    biased convs without norms; GELU after the projection; no context conv."""
+    from distilface.baselines import HOP_SAMPLES, WHISPER_LOG10_FLOOR
+
+    fe = student.frontend
+    dft, fb = _np(fe.mel.dft.weight), _np(fe.mel.mel.weight)  # (2 bins, 1, window), (bands, bins, 1)
+    bins, bands = fe.mel.bins, fb.shape[0]
+    arrays = {"mel_dft": _cols(dft[:, 0, :].T, _pad8(2 * bins)), "mel_fb": _cols(fb[:, :, 0].T, _pad8(bands))}
+    convs = (fe.conv1, fe.conv2)
+    for i, conv in enumerate(convs):
+        arrays[f"enc_w{i}"] = _conv_rows(conv.weight, _pad8(conv.out_channels))
+        arrays[f"enc_bias{i}"] = _vec(conv.bias, _pad8(conv.out_channels))
+    meta = {"front": FRONTS["logmel"], "mel_window": int(dft.shape[2]), "mel_hop": HOP_SAMPLES, "mel_bins": bins,
+            "mel_bands": bands, "mel_floor": float(np.float32(10 ** WHISPER_LOG10_FLOOR)), "mel_scale": 0.25,
+            "mel_shift": 1.0,  # (log10 + 4) / 4
+            "enc_kernel": [m.kernel_size[0] for m in convs], "enc_stride": [m.stride[0] for m in convs],
+            "enc_dilation": [0, 0], "enc_cout": [m.out_channels for m in convs], "enc_bias": [1, 1],
+            "enc_norm": NORMS["none"], "enc_eps": 1e-5, "proj_gelu": 1, "groups": 0, "red_eps": 1e-5}
+    return meta, arrays
+
+
+def array_sizes(meta: dict) -> dict[str, int]:
+    """Every array the C step reads, in .dfn order, with the floats its meta implies (what
+    csrc/dfmodel.c checks a .dfn against, and `NativeModel` any file)."""
+    c, cp, g = int(meta["channels"]), _pad8(int(meta["channels"])), meta["geometry"]
+    sizes: dict[str, int] = {}
+    cin = 1
+    if meta["front"] == FRONTS["logmel"]:
+        bins, bands = meta["mel_bins"], meta["mel_bands"]
+        sizes.update(mel_dft=meta["mel_window"] * _pad8(2 * bins), mel_fb=bins * _pad8(bands))
+        cin = bands
+    for i, (k, co) in enumerate(zip(meta["enc_kernel"], meta["enc_cout"])):
+        sizes[f"enc_w{i}"] = k * cin * _pad8(co)
+        if meta["enc_bias"][i]:
+            sizes[f"enc_bias{i}"] = _pad8(co)
+        if meta["enc_norm"] != NORMS["none"]:
+            sizes[f"enc_g{i}"] = sizes[f"enc_b{i}"] = _pad8(co)
+        cin = co
+    pin = meta["proj_in"]
+    sizes.update(proj_g=_pad8(pin), proj_b=_pad8(pin), proj_w=pin * cp, proj_bias=cp)
+    if meta["groups"]:
+        steps = g["steps_per_window"]
+        sizes.update(ctx_z=c * (c // meta["groups"]) * (steps - 1 + _pad8(steps)), ctx_bias=c, red_g=c, red_b=c)
+    for i, k in enumerate(meta["red_kernel"]):
+        sizes.update({f"red_w{i}": k * c * cp, f"red_bias{i}": cp})
+    for i, (n_in, n_out) in enumerate(zip(meta["fc_in"], meta["fc_out"])):
+        sizes.update({f"fc_w{i}": n_in * _pad8(n_out), f"fc_bias{i}": _pad8(n_out)})
+    return sizes
+
+
+def check_meta(meta: dict, where: str) -> None:
+    """The layer sizes of a meta agree with each other (ValueError naming `where` if not)."""
+    m = meta
+    n_enc, n_red, n_fc = len(m["enc_kernel"]), len(m["red_kernel"]), len(m["fc_in"])
+    problems = []
+    if not (1 <= n_enc <= MAX_ENC and 0 <= n_red <= MAX_RED and 1 <= n_fc <= MAX_FC):
+        problems.append(f"{n_enc} encoder, {n_red} reduction, {n_fc} fc layers (at most {MAX_ENC}, {MAX_RED}, {MAX_FC})")
+    if any(len(m[k]) != n_enc for k in ("enc_stride", "enc_dilation", "enc_cout", "enc_bias")):
+        problems.append("encoder lists of different lengths")
+    if m["proj_in"] != m["enc_cout"][-1]:
+        problems.append(f"projection from {m['proj_in']} channels, the encoder gives {m['enc_cout'][-1]}")
+    if m["fc_in"][0] != m["channels"] or m["fc_out"][-1] != len(m["names"]):
+        problems.append(f"fc layers {m['fc_in'][0]} -> {m['fc_out'][-1]} for {m['channels']} channels and "
+                        f"{len(m['names'])} curve names")
+    if m["groups"] and m["channels"] % m["groups"]:
+        problems.append(f"{m['channels']} channels in {m['groups']} groups")
+    if problems:
+        raise ValueError(f"{where}: inconsistent native model: {'; '.join(problems)}")
+
+
 # The .dfn file for C callers (csrc/dfmodel.c has the layout): the header's integers in this order,
-# then each layer's sizes; the arrays in `_dfn_arrays` order.
-DFN_INTS = ("channels", "n_enc", "enc_norm", "steps", "dilation", "cache_steps", "tail_steps", "groups", "ctx_zlen",
-            "n_red", "n_fc", "activation", "outputs", "past_samples", "span_samples", "receptive_samples",
-            "hop_samples", "grid_samples", "smooth_offset_samples", "window_samples")
-DFN_LISTS = ("enc_kernel", "enc_stride", "enc_dilation", "red_kernel", "red_stride", "fc_in", "fc_out")
+# then each layer's sizes; six floats; the names; the arrays in `array_sizes` order.
+DFN_VERSION = 2
+DFN_INTS = ("channels", "front", "mel_window", "mel_hop", "mel_bins", "mel_bands", "n_enc", "enc_norm", "proj_in",
+            "proj_gelu", "steps", "dilation", "cache_steps", "tail_steps", "groups", "ctx_zlen", "n_red", "n_fc",
+            "activation", "outputs", "past_samples", "span_samples", "receptive_samples", "hop_samples",
+            "grid_samples", "smooth_offset_samples", "window_samples")
+DFN_LISTS = (("enc_kernel", "n_enc"), ("enc_stride", "n_enc"), ("enc_dilation", "n_enc"), ("enc_cout", "n_enc"),
+             ("enc_bias", "n_enc"), ("red_kernel", "n_red"), ("red_stride", "n_red"), ("fc_in", "n_fc"),
+             ("fc_out", "n_fc"))
+DFN_FLOATS = ("enc_eps", "proj_eps", "red_eps", "mel_floor", "mel_scale", "mel_shift")
+MEL_KEYS = ("mel_window", "mel_hop", "mel_bins", "mel_bands", "mel_floor", "mel_scale", "mel_shift")
 
 
-def _dfn_arrays(meta: dict) -> list[str]:
-    n_enc, n_red, n_fc = len(meta["enc_kernel"]), len(meta["red_kernel"]), len(meta["fc_in"])
-    return ([f"enc_{k}{i}" for i in range(n_enc) for k in ("w", "g", "b")]
-            + ["proj_g", "proj_b", "proj_w", "proj_bias", "ctx_z", "ctx_bias", "red_g", "red_b"]
-            + [f"red_{k}{i}" for i in range(n_red) for k in ("w", "bias")]
-            + [f"fc_{k}{i}" for i in range(n_fc) for k in ("w", "bias")])
-
-
-def _dfn_ints(meta: dict, arrays: dict[str, np.ndarray]) -> list[int]:
+def _dfn_ints(meta: dict) -> list[int]:
     g = meta["geometry"]
-    v = {"channels": meta["channels"], "n_enc": len(meta["enc_kernel"]), "enc_norm": meta["enc_norm"],
-         "steps": g["steps_per_window"], "dilation": g["stride_samples"] // g["hop_samples"],
-         "cache_steps": (g["steps_per_window"] - 1) * (g["stride_samples"] // g["hop_samples"]),
-         "tail_steps": g["tail_steps"], "groups": meta["groups"], "ctx_zlen": arrays["ctx_z"].shape[2],
-         "n_red": len(meta["red_kernel"]), "n_fc": len(meta["fc_in"]), "activation": meta["activation"],
-         "outputs": len(meta["names"]), "past_samples": g["past_samples"],
-         "span_samples": (g["steps_per_window"] - 1) * g["stride_samples"] + g["receptive_samples"],
+    d = g["stride_samples"] // g["hop_samples"]
+    steps = g["steps_per_window"]
+    v = {**{k: meta.get(k, 0) for k in ("front", "mel_window", "mel_hop", "mel_bins", "mel_bands", "enc_norm",
+                                           "proj_in", "proj_gelu", "groups", "activation")},
+         "channels": meta["channels"], "n_enc": len(meta["enc_kernel"]), "steps": steps, "dilation": d,
+         "cache_steps": (steps - 1) * d, "tail_steps": g["tail_steps"],
+         "ctx_zlen": steps - 1 + _pad8(steps) if meta["groups"] else 0,
+         "n_red": len(meta["red_kernel"]), "n_fc": len(meta["fc_in"]), "outputs": len(meta["names"]),
+         "past_samples": g["past_samples"],
+         "span_samples": (steps - 1) * g["stride_samples"] + g["receptive_samples"],
          "receptive_samples": g["receptive_samples"], "hop_samples": g["hop_samples"],
          "grid_samples": g["grid_samples"], "smooth_offset_samples": meta["smooth_offset_samples"],
          "window_samples": g["window_samples"]}
-    return [int(v[k]) for k in DFN_INTS] + [int(x) for k in DFN_LISTS for x in meta[k]]
+    return [int(v[k]) for k in DFN_INTS] + [int(x) for k, _ in DFN_LISTS for x in meta[k]]
 
 
 def write_dfn(meta: dict, arrays: dict[str, np.ndarray], path: str | Path) -> Path:
@@ -310,13 +411,14 @@ def write_dfn(meta: dict, arrays: dict[str, np.ndarray], path: str | Path) -> Pa
 
     from distilface.fileio import atomic_write
 
-    ints = _dfn_ints(meta, arrays)
+    check_meta(meta, str(path))
+    ints = _dfn_ints(meta)
     names = "\n".join(meta["names"]).encode()
     with atomic_write(path, "wb") as f:
-        f.write(b"DFN1" + struct.pack("<ii", 1, len(ints)) + struct.pack(f"<{len(ints)}i", *ints))
-        f.write(struct.pack("<3f", meta["enc_eps"], meta["proj_eps"], meta["red_eps"]))
+        f.write(b"DFN1" + struct.pack("<ii", DFN_VERSION, len(ints)) + struct.pack(f"<{len(ints)}i", *ints))
+        f.write(struct.pack(f"<{len(DFN_FLOATS)}f", *(meta.get(k, 0.0) for k in DFN_FLOATS)))
         f.write(struct.pack("<i", len(names)) + names)
-        order = _dfn_arrays(meta)
+        order = array_sizes(meta)
         f.write(struct.pack("<i", len(order)))
         for name in order:
             a = np.ascontiguousarray(arrays[name], "<f4").reshape(-1)
@@ -344,38 +446,47 @@ def read_dfn(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
         raise ValueError(f"{path}: not a DistilFace native model (.dfn)")
     pos = 4
     version, n = take("<ii")
-    if version != 1:
-        raise ValueError(f"{path}: .dfn version {version}, this runtime reads 1")
+    if version != DFN_VERSION:
+        raise ValueError(f"{path}: .dfn version {version}, this runtime reads {DFN_VERSION} (export it again)")
     ints = take(f"<{n}i")
     v = dict(zip(DFN_INTS, ints))
     lists, i = {}, len(DFN_INTS)
-    for name, count in zip(DFN_LISTS, ("n_enc", "n_enc", "n_enc", "n_red", "n_red", "n_fc", "n_fc")):
+    for name, count in DFN_LISTS:
         lists[name], i = list(ints[i: i + v[count]]), i + v[count]
-    eps = take("<3f")
+    if i != n:
+        raise ValueError(f"{path}: inconsistent .dfn header ({n} integers, the sizes imply {i})")
+    floats = dict(zip(DFN_FLOATS, take(f"<{len(DFN_FLOATS)}f")))
     (nb,) = take("<i")
     names = data[pos: pos + nb].decode().split("\n")
     pos += nb
     meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "names": names, "channels": v["channels"],
-            "smooth_offset_samples": v["smooth_offset_samples"], "enc_norm": v["enc_norm"], "groups": v["groups"],
-            "activation": v["activation"], "enc_eps": eps[0], "proj_eps": eps[1], "red_eps": eps[2], **lists,
+            **{k: v[k] for k in ("front", "enc_norm", "proj_in", "proj_gelu", "groups", "activation",
+                                 "smooth_offset_samples")},
+            **floats, **lists,
             "geometry": {"window_samples": v["window_samples"], "past_samples": v["past_samples"],
                          "stride_samples": v["hop_samples"] * v["dilation"], "steps_per_window": v["steps"],
                          "receptive_samples": v["receptive_samples"], "feature_channels": v["channels"],
                          "hop_samples": v["hop_samples"], "grid_samples": v["grid_samples"],
                          "tail_steps": v["tail_steps"]}}
+    if v["front"] == FRONTS["logmel"]:
+        meta.update({k: v.get(k, floats.get(k)) for k in MEL_KEYS})
+    check_meta(meta, str(path))
     (count,) = take("<i")
-    order = _dfn_arrays(meta)
+    order = array_sizes(meta)
     if count != len(order):
         raise ValueError(f"{path}: {count} arrays, the header implies {len(order)}")
     arrays = {}
     for name in order:
         (size,) = take("<i")
+        if pos + 4 * size > len(data):
+            raise ValueError(f"{path}: truncated .dfn file")
         arrays[name] = np.frombuffer(data, "<f4", size, pos).astype(np.float32)
         pos += 4 * size
     if pos != len(data):
         raise ValueError(f"{path}: unexpected data after the weights")
-    c, cg = v["channels"], v["channels"] // v["groups"]
-    arrays["ctx_z"] = arrays["ctx_z"].reshape(c, cg, v["ctx_zlen"])  # the one array read by its shape
+    if "ctx_z" in arrays:  # the one array read by its shape
+        c, g = v["channels"], v["groups"]
+        arrays["ctx_z"] = arrays["ctx_z"].reshape(c, c // g, v["ctx_zlen"])
     return meta, arrays
 
 
@@ -567,44 +678,35 @@ class NativeModel:
     def _check_sizes(self) -> None:
         """Every array the C step reads holds exactly the floats the meta implies (as csrc/dfmodel.c
         checks a .dfn): a mis-sized array from a damaged file would be read past its end in C."""
-        m, a, g = self.meta, self._arrays, self.geometry
-        c, cp = int(m["channels"]), _pad8(int(m["channels"]))
-        want = {"proj_g": cp, "proj_b": cp, "proj_w": c * cp, "proj_bias": cp, "ctx_bias": c, "red_g": c, "red_b": c,
-                "ctx_z": c * (c // m["groups"]) * (g.steps_per_window - 1 + _pad8(g.steps_per_window))}
-        for i, k in enumerate(m["enc_kernel"]):
-            want.update({f"enc_w{i}": k * (1 if i == 0 else c) * cp, f"enc_g{i}": cp, f"enc_b{i}": cp})
-        for i, k in enumerate(m["red_kernel"]):
-            want.update({f"red_w{i}": k * c * cp, f"red_bias{i}": cp})
-        for i, (n_in, n_out) in enumerate(zip(m["fc_in"], m["fc_out"])):
-            want.update({f"fc_w{i}": n_in * _pad8(n_out), f"fc_bias{i}": _pad8(n_out)})
-        where = self.path or "native model"
-        if m["fc_out"][-1] != len(self.names) or c % m["groups"]:
-            raise ValueError(f"{where}: {m['fc_out'][-1]} outputs for {len(self.names)} curve names, "
-                             f"or {c} channels in {m['groups']} groups")
-        for name, n in want.items():
+        where = str(self.path or "native model")
+        check_meta(self.meta, where)
+        a = self._arrays
+        for name, n in array_sizes(self.meta).items():
             if name not in a or a[name].size != n or (name == "ctx_z" and a[name].ndim != 3):
                 got = "missing" if name not in a else f"{a[name].size} floats"
                 raise ValueError(f"{where}: array {name} {got}, the model's sizes need {n}")
 
     def _struct(self) -> _Net:
         self._check_sizes()
-        m, a = self.meta, self._arrays
+        m, a, g = self.meta, self._arrays, self.geometry
         c = int(m["channels"])
-        net = _Net(abi=ABI, channels=c, cp=_pad8(c), n_enc=len(m["enc_kernel"]), enc_norm=m["enc_norm"],
-                   steps=self.geometry.steps_per_window, dilation=self.geometry.dilation,
-                   cache_steps=self.geometry.cache_steps, tail_steps=self.geometry.tail_steps,
-                   groups=m["groups"], ctx_zlen=a["ctx_z"].shape[2], n_red=len(m["red_kernel"]),
-                   n_fc=len(m["fc_in"]), activation=m["activation"], outputs=len(self.names),
-                   enc_eps=m["enc_eps"], proj_eps=m["proj_eps"], red_eps=m["red_eps"])
-        if net.n_enc > MAX_ENC or net.n_red > MAX_RED or net.n_fc > MAX_FC:
-            raise ValueError(f"native runtime: at most {MAX_ENC} encoder, {MAX_RED} reduction, {MAX_FC} fc layers")
-        ptr = lambda name: a[name].ctypes.data  # noqa: E731 (the arrays stay alive in self._arrays)
+        net = _Net(abi=ABI, channels=c, cp=_pad8(c), front=m["front"], n_enc=len(m["enc_kernel"]),
+                   enc_norm=m["enc_norm"], proj_in=m["proj_in"], proj_gelu=m["proj_gelu"],
+                   steps=g.steps_per_window, dilation=g.dilation, cache_steps=g.cache_steps, tail_steps=g.tail_steps,
+                   groups=m["groups"], ctx_zlen=a["ctx_z"].shape[2] if m["groups"] else 0,
+                   n_red=len(m["red_kernel"]), n_fc=len(m["fc_in"]), activation=m["activation"],
+                   outputs=len(self.names), enc_eps=m["enc_eps"], proj_eps=m["proj_eps"], red_eps=m["red_eps"])
+        if m["front"] == FRONTS["logmel"]:
+            for k in MEL_KEYS:
+                setattr(net, k, m[k])
+        ptr = lambda name: a[name].ctypes.data if name in a else None  # noqa: E731 (kept alive in self._arrays)
+        for name in ("mel_dft", "mel_fb", "proj_g", "proj_b", "proj_w", "proj_bias", "ctx_z", "ctx_bias", "red_g", "red_b"):
+            setattr(net, name, ptr(name))
         for i in range(net.n_enc):
             net.enc_kernel[i], net.enc_stride[i] = m["enc_kernel"][i], m["enc_stride"][i]
-            net.enc_dilation[i] = m["enc_dilation"][i]
-            net.enc_w[i], net.enc_g[i], net.enc_b[i] = ptr(f"enc_w{i}"), ptr(f"enc_g{i}"), ptr(f"enc_b{i}")
-        for name in ("proj_g", "proj_b", "proj_w", "proj_bias", "ctx_z", "ctx_bias", "red_g", "red_b"):
-            setattr(net, name, ptr(name))
+            net.enc_dilation[i], net.enc_cout[i] = m["enc_dilation"][i], m["enc_cout"][i]
+            net.enc_w[i], net.enc_bias[i] = ptr(f"enc_w{i}"), ptr(f"enc_bias{i}")
+            net.enc_g[i], net.enc_b[i] = ptr(f"enc_g{i}"), ptr(f"enc_b{i}")
         for i in range(net.n_red):
             net.red_kernel[i], net.red_stride[i] = m["red_kernel"][i], m["red_stride"][i]
             net.red_w[i], net.red_bias[i] = ptr(f"red_w{i}"), ptr(f"red_bias{i}")

@@ -7,10 +7,12 @@
  *     int64_t n = df_stream_push(s, audio16k, samples, 0, frames, cap);  // frames: n x outputs
  *
  * Layout, little-endian (distilface/runtime/native.py `write_dfn` writes it):
- *   "DFN1", int32 version, int32 n, int32 ints[n] (DFN_INTS order below, then the layers'
- *   kernels, strides, dilations and sizes), float32 eps[3], int32 bytes + the curve names joined
- *   by '\n', int32 arrays, then per array int32 count + float32 data[count] (DFN arrays order in
- *   `load_arrays`). Every count is checked against the size the header implies.
+ *   "DFN1", int32 version (2), int32 n, int32 ints[n] (DFN_INTS order below, then the layers'
+ *   kernels, strides, dilations, output channels, bias flags and sizes), float32 [6] (eps of the
+ *   encoder, projection and reduction norms; log-mel floor, scale, shift), int32 bytes + the curve
+ *   names joined by '\n', int32 arrays, then per array int32 count + float32 data[count] (order in
+ *   `load_arrays`, as native.py `array_sizes`). Every count is checked against the size the header
+ *   implies.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,13 +20,17 @@
 
 #include "dfstep.h"
 
-enum { I_CHANNELS, I_N_ENC, I_ENC_NORM, I_STEPS, I_DILATION, I_CACHE, I_TAIL, I_GROUPS, I_ZLEN, I_N_RED,
-       I_N_FC, I_ACTIVATION, I_OUTPUTS, I_PAST, I_SPAN, I_RECEPTIVE, I_HOP, I_GRID, I_SMOOTH, I_WINDOW, DFN_INTS };
+enum { I_CHANNELS, I_FRONT, I_MEL_WINDOW, I_MEL_HOP, I_MEL_BINS, I_MEL_BANDS, I_N_ENC, I_ENC_NORM, I_PROJ_IN,
+       I_PROJ_GELU, I_STEPS, I_DILATION, I_CACHE, I_TAIL, I_GROUPS, I_ZLEN, I_N_RED, I_N_FC, I_ACTIVATION,
+       I_OUTPUTS, I_PAST, I_SPAN, I_RECEPTIVE, I_HOP, I_GRID, I_SMOOTH, I_WINDOW, DFN_INTS };
+#define DFN_VERSION 2
+#define DFN_LISTS_MAX (5 * DF_MAX_ENC + 2 * DF_MAX_RED + 2 * DF_MAX_FC)
 
 struct df_model {
     df_net net;
     int32_t g[DFN_INTS];
-    float *data[3 * DF_MAX_ENC + 8 + 2 * DF_MAX_RED + 2 * DF_MAX_FC];
+    float *data[2 + 4 * DF_MAX_ENC + 8 + 2 * DF_MAX_RED + 2 * DF_MAX_FC];
+    int32_t enc_bias[DF_MAX_ENC];
     int n_data;
     char *names;        /* '\n' replaced by '\0' */
     const char **name;  /* outputs entries into names */
@@ -52,24 +58,36 @@ static int load_arrays(df_model *m, FILE *f) {
     df_net *net = &m->net;
     const int64_t C = net->channels, cp = net->cp, W = net->steps;
     int64_t cin = 1;
-    for (int i = 0; i < net->n_enc; i++) {
-        if (!(net->enc_w[i] = read_array(m, f, net->enc_kernel[i] * cin * cp))) return 0;
-        if (!(net->enc_g[i] = read_array(m, f, cp)) || !(net->enc_b[i] = read_array(m, f, cp))) return 0;
-        cin = C;
+#define PAD8(n) (((int64_t)(n) + 7) / 8 * 8)
+    if (net->front == DF_FRONT_LOGMEL) {
+        if (!(net->mel_dft = read_array(m, f, (int64_t)net->mel_window * PAD8(2 * net->mel_bins))) ||
+            !(net->mel_fb = read_array(m, f, (int64_t)net->mel_bins * PAD8(net->mel_bands)))) return 0;
+        cin = net->mel_bands;
     }
-    if (!(net->proj_g = read_array(m, f, cp)) || !(net->proj_b = read_array(m, f, cp))) return 0;
-    if (!(net->proj_w = read_array(m, f, C * cp)) || !(net->proj_bias = read_array(m, f, cp))) return 0;
-    if (!(net->ctx_z = read_array(m, f, C * (C / net->groups) * net->ctx_zlen))) return 0;
-    if (!(net->ctx_bias = read_array(m, f, C))) return 0;
-    if (!(net->red_g = read_array(m, f, C)) || !(net->red_b = read_array(m, f, C))) return 0;
+    for (int i = 0; i < net->n_enc; i++) {
+        const int64_t op = PAD8(net->enc_cout[i]);
+        if (!(net->enc_w[i] = read_array(m, f, net->enc_kernel[i] * cin * op))) return 0;
+        if (m->enc_bias[i] && !(net->enc_bias[i] = read_array(m, f, op))) return 0;
+        if (net->enc_norm != DF_NORM_NONE &&
+            (!(net->enc_g[i] = read_array(m, f, op)) || !(net->enc_b[i] = read_array(m, f, op)))) return 0;
+        cin = net->enc_cout[i];
+    }
+    if (!(net->proj_g = read_array(m, f, PAD8(net->proj_in))) || !(net->proj_b = read_array(m, f, PAD8(net->proj_in)))) return 0;
+    if (!(net->proj_w = read_array(m, f, net->proj_in * cp)) || !(net->proj_bias = read_array(m, f, cp))) return 0;
+    if (net->groups) {
+        if (!(net->ctx_z = read_array(m, f, C * (C / net->groups) * net->ctx_zlen))) return 0;
+        if (!(net->ctx_bias = read_array(m, f, C))) return 0;
+        if (!(net->red_g = read_array(m, f, C)) || !(net->red_b = read_array(m, f, C))) return 0;
+    }
     for (int i = 0; i < net->n_red; i++)
         if (!(net->red_w[i] = read_array(m, f, net->red_kernel[i] * C * cp)) ||
             !(net->red_bias[i] = read_array(m, f, cp))) return 0;
     for (int i = 0; i < net->n_fc; i++) {
-        const int64_t np = (net->fc_out[i] + 7) / 8 * 8;
+        const int64_t np = PAD8(net->fc_out[i]);
         if (!(net->fc_w[i] = read_array(m, f, (int64_t)net->fc_in[i] * np)) ||
             !(net->fc_bias[i] = read_array(m, f, np))) return 0;
     }
+#undef PAD8
     return W > 0;
 }
 
@@ -83,21 +101,26 @@ static int load(df_model *m, FILE *f, const char *path, char *err, size_t len) {
     char magic[4];
     int32_t version, n;
     if (fread(magic, 1, 4, f) != 4 || memcmp(magic, "DFN1", 4)) return fail(err, len, path, "not a DistilFace native model (.dfn)");
-    if (!read_i32(f, &version) || version != 1) return fail(err, len, path, "unsupported .dfn version (this runtime reads 1)");
-    if (!read_i32(f, &n) || n < DFN_INTS || n > DFN_INTS + 3 * DF_MAX_ENC + 2 * DF_MAX_RED + 2 * DF_MAX_FC)
-        return fail(err, len, path, "bad header size");
-    int32_t ints[DFN_INTS + 3 * DF_MAX_ENC + 2 * DF_MAX_RED + 2 * DF_MAX_FC];
+    if (!read_i32(f, &version) || version != DFN_VERSION)
+        return fail(err, len, path, "unsupported .dfn version (this runtime reads 2: export it again)");
+    if (!read_i32(f, &n) || n < DFN_INTS || n > DFN_INTS + DFN_LISTS_MAX) return fail(err, len, path, "bad header size");
+    int32_t ints[DFN_INTS + DFN_LISTS_MAX];
     if (fread(ints, 4, (size_t)n, f) != (size_t)n) return fail(err, len, path, "truncated header");
     memcpy(m->g, ints, sizeof m->g);
     df_net *net = &m->net;
     const int32_t *g = m->g;
     if (g[I_N_ENC] < 1 || g[I_N_ENC] > DF_MAX_ENC || g[I_N_RED] < 0 || g[I_N_RED] > DF_MAX_RED || g[I_N_FC] < 1 ||
-        g[I_N_FC] > DF_MAX_FC || g[I_CHANNELS] < 1 || g[I_GROUPS] < 1 || g[I_CHANNELS] % g[I_GROUPS] ||
-        n != DFN_INTS + 3 * g[I_N_ENC] + 2 * g[I_N_RED] + 2 * g[I_N_FC] || g[I_HOP] < 1 || g[I_GRID] < 1)
+        g[I_N_FC] > DF_MAX_FC || g[I_CHANNELS] < 1 || g[I_GROUPS] < 0 || (g[I_GROUPS] && g[I_CHANNELS] % g[I_GROUPS]) ||
+        n != DFN_INTS + 5 * g[I_N_ENC] + 2 * g[I_N_RED] + 2 * g[I_N_FC] || g[I_HOP] < 1 || g[I_GRID] < 1 ||
+        (g[I_FRONT] != DF_FRONT_RAW && g[I_FRONT] != DF_FRONT_LOGMEL) || g[I_PROJ_IN] < 1 ||
+        (g[I_FRONT] == DF_FRONT_LOGMEL && (g[I_MEL_WINDOW] < 1 || g[I_MEL_HOP] < 1 || g[I_MEL_BINS] < 1 || g[I_MEL_BANDS] < 1)))
         return fail(err, len, path, "inconsistent header");
     net->abi = DF_ABI;
-    net->channels = g[I_CHANNELS]; net->cp = (g[I_CHANNELS] + 7) / 8 * 8; net->n_enc = g[I_N_ENC];
-    net->enc_norm = g[I_ENC_NORM]; net->steps = g[I_STEPS]; net->dilation = g[I_DILATION];
+    net->channels = g[I_CHANNELS]; net->cp = (g[I_CHANNELS] + 7) / 8 * 8; net->front = g[I_FRONT];
+    net->mel_window = g[I_MEL_WINDOW]; net->mel_hop = g[I_MEL_HOP]; net->mel_bins = g[I_MEL_BINS];
+    net->mel_bands = g[I_MEL_BANDS]; net->n_enc = g[I_N_ENC]; net->enc_norm = g[I_ENC_NORM];
+    net->proj_in = g[I_PROJ_IN]; net->proj_gelu = g[I_PROJ_GELU];
+    net->steps = g[I_STEPS]; net->dilation = g[I_DILATION];
     net->cache_steps = g[I_CACHE]; net->tail_steps = g[I_TAIL]; net->groups = g[I_GROUPS];
     net->ctx_zlen = g[I_ZLEN]; net->n_red = g[I_N_RED]; net->n_fc = g[I_N_FC];
     net->activation = g[I_ACTIVATION]; net->outputs = g[I_OUTPUTS];
@@ -105,14 +128,21 @@ static int load(df_model *m, FILE *f, const char *path, char *err, size_t len) {
     for (int i = 0; i < net->n_enc; i++) net->enc_kernel[i] = *p++;
     for (int i = 0; i < net->n_enc; i++) net->enc_stride[i] = *p++;
     for (int i = 0; i < net->n_enc; i++) net->enc_dilation[i] = *p++;
+    for (int i = 0; i < net->n_enc; i++) net->enc_cout[i] = *p++;
+    for (int i = 0; i < net->n_enc; i++) m->enc_bias[i] = *p++;
     for (int i = 0; i < net->n_red; i++) net->red_kernel[i] = *p++;
     for (int i = 0; i < net->n_red; i++) net->red_stride[i] = *p++;
     for (int i = 0; i < net->n_fc; i++) net->fc_in[i] = *p++;
     for (int i = 0; i < net->n_fc; i++) net->fc_out[i] = *p++;
-    if (net->fc_out[net->n_fc - 1] != net->outputs) return fail(err, len, path, "inconsistent header");
-    float eps[3];
-    if (fread(eps, 4, 3, f) != 3) return fail(err, len, path, "truncated header");
-    net->enc_eps = eps[0]; net->proj_eps = eps[1]; net->red_eps = eps[2];
+    for (int i = 0; i < net->n_enc; i++)
+        if (net->enc_cout[i] < 1) return fail(err, len, path, "inconsistent header");
+    if (net->fc_out[net->n_fc - 1] != net->outputs || net->fc_in[0] != net->channels ||
+        net->proj_in != net->enc_cout[net->n_enc - 1])
+        return fail(err, len, path, "inconsistent header");
+    float fl[6];
+    if (fread(fl, 4, 6, f) != 6) return fail(err, len, path, "truncated header");
+    net->enc_eps = fl[0]; net->proj_eps = fl[1]; net->red_eps = fl[2];
+    net->mel_floor = fl[3]; net->mel_scale = fl[4]; net->mel_shift = fl[5];
     int32_t nb;
     if (!read_i32(f, &nb) || nb < 0 || nb > (1 << 20)) return fail(err, len, path, "bad names");
     m->names = malloc((size_t)nb + 1);

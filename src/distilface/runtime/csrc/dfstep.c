@@ -57,22 +57,29 @@ block(const float *x, int xs, int cin, int t, int s, int k, int dil, const float
         for (int v = 0; v < V; v++) st(y + (size_t)(t + r) * np + n + 8 * v, acc[r][v]);
 }
 
+/* All t_out rows of outputs n..n+8V of a conv: blocks of 4 rows, then the 1-3 left as one block. */
+static inline __attribute__((always_inline)) void
+rows_of(const float *x, int xs, int cin, int t_out, int s, int k, int dil, const float *w, int np, int n,
+        const float *bias, float *y, const int V) {
+    int t = 0;
+    for (; t + 4 <= t_out; t += 4) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 4, V);
+    switch (t_out - t) {
+    case 3: block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 3, V); break;
+    case 2: block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 2, V); break;
+    case 1: block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 1, V); break;
+    }
+}
+
 /* A conv (or a linear layer: k = 1) on channels-last rows as one matrix product: t_out rows of np
  * outputs, row t reading k taps dil input rows apart from input row t s (rows xs floats apart,
- * cin of each read). */
+ * cin of each read). Columns outside, rows inside: each panel of 24 weight columns (k cin x 24)
+ * is read from memory once and from cache by the other rows. The Whisper head's weights (3.6 MB)
+ * do not fit a core's L2, and rows outside made every 4-row block stream all of them again. */
 static void conv_rows(const float *x, int xs, int cin, int t_out, int s, int k, int dil,
                       const float *w, int np, const float *bias, float *y) {
-    int t = 0;
-    for (; t + 4 <= t_out; t += 4) {
-        int n = 0;
-        for (; n + 24 <= np; n += 24) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 4, 3);
-        for (; n < np; n += 8) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 4, 1);
-    }
-    for (; t < t_out; t++) {
-        int n = 0;
-        for (; n + 24 <= np; n += 24) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 1, 3);
-        for (; n < np; n += 8) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 1, 1);
-    }
+    int n = 0;
+    for (; n + 24 <= np; n += 24) rows_of(x, xs, cin, t_out, s, k, dil, w, np, n, bias, y, 3);
+    for (; n < np; n += 8) rows_of(x, xs, cin, t_out, s, k, dil, w, np, n, bias, y, 1);
 }
 
 static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
@@ -103,15 +110,12 @@ static void norm_rows(float *x, int rows, int c, int cp, int kind, const float *
     }
 }
 
-/* The head on one window: rows `first`, `first` + d, ... of feats (channels-last, cp apart) ->
- * the outputs. scratch: see `head_scratch_floats`. */
-static void head(const df_net *net, const float *feats, int first, float *out, float *scratch) {
+/* The conv student's context conv on one window (rows `first`, `first` + d, ... of feats), its
+ * residual and the LayerNorm after it, written channels-last into a (W, cp). xcf, h: (C, pad8(W))
+ * scratch each. */
+static void context(const df_net *net, const float *feats, int first, float *xcf, float *h, float *a) {
     const int C = net->channels, cp = net->cp, W = net->steps, Wp = pad8(W), cg = C / net->groups;
     const int zl = net->ctx_zlen;
-    float *xcf = scratch;                    /* (C, Wp) the window, channels first */
-    float *h = xcf + (size_t)C * Wp;         /* (C, Wp) feats + GELU(context) */
-    float *a = h + (size_t)C * Wp;           /* (W, cp) channels-last ping */
-    float *bb = a + (size_t)W * cp;          /* (W, cp) pong */
     for (int c = 0; c < C; c++) {
         for (int i = 0; i < W; i++) xcf[(size_t)c * Wp + i] = feats[(size_t)(first + i * net->dilation) * cp + c];
         for (int i = W; i < Wp; i++) xcf[(size_t)c * Wp + i] = 0.f;
@@ -126,9 +130,9 @@ static void head(const df_net *net, const float *feats, int first, float *out, f
         for (; co < C; co += 3) {
             const int g = co / per_group;
             if (co + 3 > (g + 1) * per_group) break;  /* the rest of this group one by one */
-            v8 a[3][4];
+            v8 acc[3][4];
             for (int u = 0; u < 3; u++)
-                for (int v = 0; v < 4; v++) a[u][v] = (v8){0} + net->ctx_bias[co + u];
+                for (int v = 0; v < 4; v++) acc[u][v] = (v8){0} + net->ctx_bias[co + u];
             for (int cl = 0; cl < cg; cl++) {
                 const float *xr = xcf + (size_t)(g * cg + cl) * Wp;
                 const float *z0 = net->ctx_z + ((size_t)co * cg + cl) * zl + (W - 1);
@@ -136,14 +140,14 @@ static void head(const df_net *net, const float *feats, int first, float *out, f
                 for (int p = 0; p < W; p++) {
                     const float xp = xr[p];
                     for (int v = 0; v < 4; v++) {
-                        a[0][v] += xp * ld(z0 - p + 8 * v);
-                        a[1][v] += xp * ld(z1 - p + 8 * v);
-                        a[2][v] += xp * ld(z2 - p + 8 * v);
+                        acc[0][v] += xp * ld(z0 - p + 8 * v);
+                        acc[1][v] += xp * ld(z1 - p + 8 * v);
+                        acc[2][v] += xp * ld(z2 - p + 8 * v);
                     }
                 }
             }
             for (int u = 0; u < 3; u++)
-                for (int v = 0; v < 4; v++) st(h + (size_t)(co + u) * Wp + 8 * v, a[u][v]);
+                for (int v = 0; v < 4; v++) st(h + (size_t)(co + u) * Wp + 8 * v, acc[u][v]);
         }
     }
     for (; co < C; co++) {  /* any window length, any group size */
@@ -173,6 +177,23 @@ static void head(const df_net *net, const float *feats, int first, float *out, f
         float *r = a + (size_t)i * cp;
         for (int c = 0; c < C; c++) r[c] = (h[(size_t)c * Wp + i] - mean) * rstd * net->red_g[c] + net->red_b[c];
         for (int c = C; c < cp; c++) r[c] = 0.f;
+    }
+}
+
+/* The head on one window: rows `first`, `first` + d, ... of feats (channels-last, cp apart) ->
+ * the outputs: the context conv where the net has one, then the reductions (GELU after each) and
+ * the fully connected layers. scratch: see `head_scratch_floats`. */
+static void head(const df_net *net, const float *feats, int first, float *out, float *scratch) {
+    const int C = net->channels, cp = net->cp, W = net->steps, Wp = pad8(W);
+    float *xcf = scratch;                    /* (C, Wp) the window, channels first */
+    float *h = xcf + (size_t)C * Wp;         /* (C, Wp) feats + GELU(context) */
+    float *a = h + (size_t)C * Wp;           /* (W, cp) channels-last ping */
+    float *bb = a + (size_t)W * cp;          /* (W, cp) pong */
+    if (net->groups == 0) {  /* no context conv: the window's rows straight to the reductions */
+        for (int i = 0; i < W; i++)
+            memcpy(a + (size_t)i * cp, feats + (size_t)(first + i * net->dilation) * cp, sizeof(float) * cp);
+    } else {
+        context(net, feats, first, xcf, h, a);
     }
     int t = W;
     for (int l = 0; l < net->n_red; l++) {
@@ -237,12 +258,46 @@ int df_step(const df_net *net, const float *audio, int n_audio, const float *cac
 #endif
 }
 
+/* Rows after the front end for n_audio samples (0: too few), and the floats per row. */
+static int front_rows(const df_net *net, int n_audio, int *width) {
+    if (net->front == DF_FRONT_LOGMEL) {
+        *width = net->mel_bands;
+        return n_audio < net->mel_window ? 0 : (n_audio - net->mel_window) / net->mel_hop + 1;
+    }
+    *width = 1;
+    return n_audio;
+}
+
+/* Whisper's log-mel of `rows` frames hop apart: windowed DFT as a product, power, mel bands, then
+ * log10 floored and scaled (distilface.baselines.WhisperConvFrontEnd.log_mel). spec: rows x
+ * pad8(2 bins) floats of scratch; out: rows x pad8(bands). */
+static void log_mel(const df_net *net, const float *audio, int rows, float *spec, float *out) {
+    const int bins = net->mel_bins, sp = pad8(2 * bins), bp = pad8(net->mel_bands);
+    conv_rows(audio, 1, 1, rows, net->mel_hop, net->mel_window, 1, net->mel_dft, sp, NULL, spec);
+    for (int t = 0; t < rows; t++) {  /* power in place: bin i of row t */
+        float *r = spec + (size_t)t * sp;
+        for (int i = 0; i < bins; i++) r[i] = r[i] * r[i] + r[bins + i] * r[bins + i];
+    }
+    conv_rows(spec, sp, bins, rows, 1, 1, 1, net->mel_fb, bp, NULL, out);
+    for (int t = 0; t < rows; t++) {
+        float *r = out + (size_t)t * bp;
+        for (int i = 0; i < net->mel_bands; i++)
+            r[i] = log10f(r[i] > net->mel_floor ? r[i] : net->mel_floor) * net->mel_scale + net->mel_shift;
+    }
+}
+
 static int step(const df_net *net, const float *audio, int n_audio, const float *cache_in,
                 const int64_t *frames, int n_frames, float *out, float *cache_out) {
     if (net->abi != DF_ABI) return DF_ERR_ABI;
-    const int C = net->channels, cp = net->cp, S = net->cache_steps, R = net->tail_steps;
-    /* Rows each layer produces, to size the buffers (the tail joins before the first dilated layer). */
-    int t = n_audio, rows_max = R + 1, tail_joined = 0;
+    const int cp = net->cp, S = net->cache_steps, R = net->tail_steps;
+    /* Rows and row widths each stage produces, to size the buffers (the tail joins before the
+     * first dilated layer). */
+    int width, t = front_rows(net, n_audio, &width), rows_max = R + 1, width_max = cp, tail_joined = 0;
+    if (t < 1) return DF_ERR_AUDIO;
+    if (net->front == DF_FRONT_LOGMEL) {
+        rows_max = t > rows_max ? t : rows_max;
+        width_max = pad8(2 * net->mel_bins) > width_max ? pad8(2 * net->mel_bins) : width_max;
+    }
     for (int l = 0; l < net->n_enc; l++) {
         const int k = net->enc_kernel[l], d = net->enc_dilation[l];
         if (d && !tail_joined) { t += R; tail_joined = 1; }
@@ -250,11 +305,12 @@ static int step(const df_net *net, const float *audio, int n_audio, const float 
         if (t < span) return DF_ERR_AUDIO;
         t = d ? t - (k - 1) * d : (t - k) / net->enc_stride[l] + 1;
         if (t + R > rows_max) rows_max = t + R;
+        if (pad8(net->enc_cout[l]) > width_max) width_max = pad8(net->enc_cout[l]);
     }
     const int n_new = t;
     for (int f = 0; f < n_frames; f++)
         if (frames[f] < 0 || frames[f] + (int64_t)(net->steps - 1) * net->dilation >= S + n_new) return DF_ERR_FRAME;
-    const size_t buf = (size_t)rows_max * cp;
+    const size_t buf = (size_t)rows_max * width_max;
     float *mem = malloc(sizeof(float) * (2 * buf + (size_t)(S + n_new) * cp + head_scratch_floats(net)));
     if (!mem) return DF_ERR_MEMORY;
     float *a = mem, *b = mem + buf, *feats = b + buf, *scratch = feats + (size_t)(S + n_new) * cp;
@@ -262,11 +318,16 @@ static int step(const df_net *net, const float *audio, int n_audio, const float 
     const float *x = audio;
     int xs = 1, cin = 1;
     t = n_audio;
+    if (net->front == DF_FRONT_LOGMEL) {
+        t = front_rows(net, n_audio, &cin);
+        log_mel(net, audio, t, b, a);
+        x = a; xs = pad8(cin);
+    }
     tail_joined = 0;
     for (int l = 0; l < net->n_enc; l++) {
-        const int k = net->enc_kernel[l], d = net->enc_dilation[l];
+        const int k = net->enc_kernel[l], d = net->enc_dilation[l], cout = net->enc_cout[l], ys = pad8(cout);
         if (d && !tail_joined) {  /* the shared layers' last R outputs from the state come first */
-            memmove(a + (size_t)R * cp, x, sizeof(float) * (size_t)t * cp);
+            memmove(a + (size_t)R * xs, x, sizeof(float) * (size_t)t * xs);
             memcpy(a, cache_in + (size_t)S * cp, sizeof(float) * (size_t)R * cp);
             t += R;
             memcpy(cache_out + (size_t)S * cp, a + (size_t)(t - R) * cp, sizeof(float) * (size_t)R * cp);
@@ -275,15 +336,16 @@ static int step(const df_net *net, const float *audio, int n_audio, const float 
         }
         const int t_out = d ? t - (k - 1) * d : (t - k) / net->enc_stride[l] + 1;
         float *y = (x == a) ? b : a;
-        conv_rows(x, xs, cin, t_out, d ? 1 : net->enc_stride[l], k, d ? d : 1, net->enc_w[l], cp, NULL, y);
-        norm_rows(y, t_out, C, cp, net->enc_norm, net->enc_g[l], net->enc_b[l], net->enc_eps);
-        gelu_rows(y, t_out, C, cp);
-        x = y; xs = cp; cin = C; t = t_out;
+        conv_rows(x, xs, cin, t_out, d ? 1 : net->enc_stride[l], k, d ? d : 1, net->enc_w[l], ys, net->enc_bias[l], y);
+        if (net->enc_g[l]) norm_rows(y, t_out, cout, ys, net->enc_norm, net->enc_g[l], net->enc_b[l], net->enc_eps);
+        gelu_rows(y, t_out, cout, ys);
+        x = y; xs = ys; cin = cout; t = t_out;
     }
-    float *xn = (float *)x;
-    norm_rows(xn, t, C, cp, DF_NORM_LAYER, net->proj_g, net->proj_b, net->proj_eps);
+    float *xn = (float *)x, *new_feats = feats + (size_t)S * cp;
+    norm_rows(xn, t, net->proj_in, xs, DF_NORM_LAYER, net->proj_g, net->proj_b, net->proj_eps);
     memcpy(feats, cache_in, sizeof(float) * (size_t)S * cp);
-    conv_rows(xn, cp, C, t, 1, 1, 1, net->proj_w, cp, net->proj_bias, feats + (size_t)S * cp);
+    conv_rows(xn, xs, net->proj_in, t, 1, 1, 1, net->proj_w, cp, net->proj_bias, new_feats);
+    if (net->proj_gelu) gelu_rows(new_feats, t, net->channels, cp);
     for (int f = 0; f < n_frames; f++) head(net, feats, (int)frames[f], out + (size_t)f * net->outputs, scratch);
     memcpy(cache_out, feats + (size_t)n_new * cp, sizeof(float) * (size_t)S * cp);
     free(mem);

@@ -1,12 +1,13 @@
-/* The C runtime of DistilFace's conv student (distilface/runtime/native.py drives it through
- * ctypes): `df_step`, one streaming call of a phase (dfstep.c), and `df_stream`, the streaming
- * bookkeeping around it (dfstream.c). */
+/* The C runtime of DistilFace's students (distilface/runtime/native.py drives it through ctypes):
+ * `df_step`, one streaming call of a phase (dfstep.c), and `df_stream`, the streaming bookkeeping
+ * around it (dfstream.c). Two kinds of network: the conv student (raw audio, per-step norms,
+ * context conv) and the frozen Whisper front end (log-mel, biased convs, plain head). */
 #ifndef DFSTEP_H
 #define DFSTEP_H
 #include <stddef.h>
 #include <stdint.h>
 
-#define DF_ABI 2
+#define DF_ABI 3
 #define DF_MAX_ENC 8
 #define DF_MAX_RED 8
 #define DF_MAX_FC 6
@@ -14,27 +15,36 @@
 enum { DF_OK = 0, DF_ERR_ABI = -1, DF_ERR_AUDIO = -2, DF_ERR_FRAME = -3, DF_ERR_MEMORY = -4, DF_ERR_STATE = -5 };
 enum { DF_NORM_NONE = 0, DF_NORM_LAYER = 1, DF_NORM_AFFINE = 2 };
 enum { DF_ACT_NONE = 0, DF_ACT_SIGMOID = 1, DF_ACT_TANH = 2 };
+enum { DF_FRONT_RAW = 0, DF_FRONT_LOGMEL = 1 };
 
 /* Mirrored field by field by `_Net` in distilface/runtime/native.py: change both together and
  * bump DF_ABI. */
 typedef struct {
     int32_t abi;
-    int32_t channels, cp;                 /* C and C rounded up to 8 */
+    int32_t channels, cp;                 /* C feature channels, and C rounded up to 8 */
+    int32_t front;                        /* DF_FRONT_RAW: layer 0 reads samples; DF_FRONT_LOGMEL: frames */
+    int32_t mel_window, mel_hop, mel_bins, mel_bands;  /* log-mel: frame and hop (samples), DFT bins, bands */
+    float mel_floor, mel_scale, mel_shift;  /* band power p -> log10(max(p, floor)) * scale + shift */
     int32_t n_enc;                        /* encoder layers */
     int32_t enc_kernel[DF_MAX_ENC], enc_stride[DF_MAX_ENC];
     int32_t enc_dilation[DF_MAX_ENC];     /* 0: strided (shared) layer; d > 0: stride 1, taps d apart */
+    int32_t enc_cout[DF_MAX_ENC];         /* output channels (C_in: the previous layer's, 1 or bands first) */
     int32_t enc_norm;                     /* DF_NORM_* of the encoder's per-step norms */
+    int32_t proj_in, proj_gelu;           /* the projection's inputs (the last layer's outputs); GELU after it */
     int32_t steps, dilation;              /* W steps per window, d sequence steps apart */
     int32_t cache_steps, tail_steps;      /* S, R: the state is S feature rows, then R tail rows */
-    int32_t groups, ctx_zlen;             /* context conv: groups, length of each reversed kernel */
+    int32_t groups, ctx_zlen;             /* context conv: groups (0: none, nor the LayerNorm after it),
+                                           * length of each reversed kernel */
     int32_t n_red, red_kernel[DF_MAX_RED], red_stride[DF_MAX_RED];
     int32_t n_fc, fc_in[DF_MAX_FC], fc_out[DF_MAX_FC];
     int32_t activation, outputs;
     float enc_eps, proj_eps, red_eps;
-    const float *enc_w[DF_MAX_ENC];       /* (k * C_in, cp): row j * C_in + ci holds W[:, ci, j] */
-    const float *enc_g[DF_MAX_ENC], *enc_b[DF_MAX_ENC];  /* (cp) norm scale, shift */
-    const float *proj_g, *proj_b;         /* LayerNorm before the projection */
-    const float *proj_w, *proj_bias;      /* (C, cp), (cp) */
+    const float *mel_dft, *mel_fb;        /* (window, pad8(2 bins)) cos then -sin rows; (bins, pad8(bands)) */
+    const float *enc_w[DF_MAX_ENC];       /* (k * C_in, pad8(C_out)): row j * C_in + ci holds W[:, ci, j] */
+    const float *enc_bias[DF_MAX_ENC];    /* (pad8(C_out)) or NULL */
+    const float *enc_g[DF_MAX_ENC], *enc_b[DF_MAX_ENC];  /* (pad8(C_out)) norm scale, shift; NULL: no norm */
+    const float *proj_g, *proj_b;         /* LayerNorm before the projection (pad8(proj_in)) */
+    const float *proj_w, *proj_bias;      /* (proj_in, cp), (cp) */
     const float *ctx_z, *ctx_bias;        /* (C, C / groups, zlen) see `context`, (C) */
     const float *red_g, *red_b;           /* LayerNorm before the reductions (C) */
     const float *red_w[DF_MAX_RED], *red_bias[DF_MAX_RED];  /* (k * C, cp), (cp) */
