@@ -214,15 +214,26 @@ def _np(x: Any) -> np.ndarray:
     return x.detach().float().cpu().numpy()
 
 
-def _cols(m: np.ndarray, n: int) -> np.ndarray:
-    """m with zero columns up to n."""
-    return np.ascontiguousarray(np.pad(m, ((0, 0), (0, n - m.shape[1]))), np.float32)
+def _panels(m: np.ndarray) -> np.ndarray:
+    """A (K, np) matrix in the column panels dfstep.c's `conv_rows` reads: columns n..n+23 while
+    n + 24 <= np, then 8 at a time, each panel's K rows contiguous (flat, K np floats)."""
+    k, n = m.shape
+    widths = [24] * (n // 24) + [8] * (n % 24 // 8)
+    starts = np.cumsum([0] + widths[:-1])
+    return np.ascontiguousarray(np.concatenate([m[:, a: a + w].reshape(-1) for a, w in zip(starts, widths)]),
+                                np.float32)
+
+
+def _matrix(m: np.ndarray, n: int) -> np.ndarray:
+    """m (K, columns) with zero columns up to n (a multiple of 8), as panels (`_panels`)."""
+    return _panels(np.pad(m, ((0, 0), (0, n - m.shape[1]))).astype(np.float32))
 
 
 def _conv_rows(w: Any, n: int) -> np.ndarray:
-    """A conv weight (C_out, C_in, k) as the (k C_in, n) matrix of dfstep.c's `conv_rows`."""
+    """A conv weight (C_out, C_in, k) as the (k C_in, n) matrix of dfstep.c's `conv_rows`: row
+    j C_in + ci holds W[:, ci, j]."""
     co, ci, k = w.shape
-    return _cols(_np(w).transpose(2, 1, 0).reshape(k * ci, co), n)
+    return _matrix(_np(w).transpose(2, 1, 0).reshape(k * ci, co), n)
 
 
 def _vec(v: Any, n: int) -> np.ndarray:
@@ -245,12 +256,12 @@ def pack_student(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     meta, arrays = (_pack_conv if arch == "conv" else _pack_whisper)(student)
     proj_in = student.proj.in_features
     arrays["proj_g"], arrays["proj_b"] = _vec(student.proj_norm.weight, _pad8(proj_in)), _vec(student.proj_norm.bias, _pad8(proj_in))
-    arrays["proj_w"], arrays["proj_bias"] = _cols(_np(student.proj.weight).T, cp), _vec(student.proj.bias, cp)
+    arrays["proj_w"], arrays["proj_bias"] = _matrix(_np(student.proj.weight).T, cp), _vec(student.proj.bias, cp)
     for i, conv in enumerate(student.reduce):
         arrays[f"red_w{i}"], arrays[f"red_bias{i}"] = _conv_rows(conv.weight, cp), _vec(conv.bias, cp)
     for i, layer in enumerate(student.fc):
         n = _pad8(layer.out_features)
-        arrays[f"fc_w{i}"], arrays[f"fc_bias{i}"] = _cols(_np(layer.weight).T, n), _vec(layer.bias, n)
+        arrays[f"fc_w{i}"], arrays[f"fc_bias{i}"] = _matrix(_np(layer.weight).T, n), _vec(layer.bias, n)
     meta.update({
         "format": FILE_FORMAT, "version": FILE_VERSION, "arch": arch, "names": list(cfg.names), "channels": c,
         "config": cfg.to_dict(), "smooth_offset_samples": smooth_offset_samples(cfg.frame_grid_samples),
@@ -310,7 +321,7 @@ def _pack_whisper(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     fe = student.frontend
     dft, fb = _np(fe.mel.dft.weight), _np(fe.mel.mel.weight)  # (2 bins, 1, window), (bands, bins, 1)
     bins, bands = fe.mel.bins, fb.shape[0]
-    arrays = {"mel_dft": _cols(dft[:, 0, :].T, _pad8(2 * bins)), "mel_fb": _cols(fb[:, :, 0].T, _pad8(bands))}
+    arrays = {"mel_dft": _matrix(dft[:, 0, :].T, _pad8(2 * bins)), "mel_fb": _matrix(fb[:, :, 0].T, _pad8(bands))}
     convs = (fe.conv1, fe.conv2)
     for i, conv in enumerate(convs):
         arrays[f"enc_w{i}"] = _conv_rows(conv.weight, _pad8(conv.out_channels))

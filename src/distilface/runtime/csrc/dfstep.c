@@ -29,9 +29,10 @@ static inline v8 ld(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 static inline void st(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 static inline int pad8(int n) { return (n + 7) & ~7; }
 
-/* R rows x V vectors of y[t][n] = bias[n] + sum_j sum_ci x[(t s + j dil) xs + ci] w[(j cin + ci) np + n].
+/* R rows x V vectors of y[t][n] = bias[n] + sum_j sum_ci x[(t s + j dil) xs + ci] W[j cin + ci][n].
  * R and V are constants at every call site, so the accumulators live in registers (4 x 3 + 3 of
- * the 16 AVX registers). */
+ * the 16 AVX registers). W is stored in column panels (`conv_rows`), so a block reads its weights
+ * as one contiguous run. */
 static inline __attribute__((always_inline)) void
 block(const float *x, int xs, int cin, int t, int s, int k, int dil, const float *w, int np, int n,
       const float *bias, float *y, const int R, const int V) {
@@ -40,11 +41,11 @@ block(const float *x, int xs, int cin, int t, int s, int k, int dil, const float
         v8 b0 = bias ? ld(bias + n + 8 * v) : (v8){0};
         for (int r = 0; r < R; r++) acc[r][v] = b0;
     }
+    const float *wj = w + (size_t)n * k * cin;  /* this panel: k cin rows of 8 V, one after another */
     for (int j = 0; j < k; j++) {
         const float *xr[4];
         for (int r = 0; r < R; r++) xr[r] = x + (size_t)((t + r) * s + j * dil) * xs;
-        const float *wj = w + (size_t)j * cin * np + n;
-        for (int ci = 0; ci < cin; ci++, wj += np) {
+        for (int ci = 0; ci < cin; ci++, wj += 8 * V) {
             v8 wv[3];
             for (int v = 0; v < V; v++) wv[v] = ld(wj + 8 * v);
             for (int r = 0; r < R; r++) {
@@ -72,9 +73,14 @@ rows_of(const float *x, int xs, int cin, int t_out, int s, int k, int dil, const
 
 /* A conv (or a linear layer: k = 1) on channels-last rows as one matrix product: t_out rows of np
  * outputs, row t reading k taps dil input rows apart from input row t s (rows xs floats apart,
- * cin of each read). Columns outside, rows inside: each panel of 24 weight columns (k cin x 24)
- * is read from memory once and from cache by the other rows. The Whisper head's weights (3.6 MB)
- * do not fit a core's L2, and rows outside made every 4-row block stream all of them again. */
+ * cin of each read).
+ *
+ * The weights W (k cin rows, np columns) are stored in column panels: columns n..n+23 for each
+ * n + 24 <= np, then n..n+7 for the rest, each panel its k cin rows of 24 (or 8) floats in a row,
+ * starting at float n k cin (`distilface.runtime.native._panels` lays them out). Columns outside,
+ * rows inside: each panel is read from memory once, as one sequential run the prefetcher streams,
+ * and from cache by the other rows. (Weights of the Whisper student, 7 MB, come from DRAM in a
+ * game loop: read row-major, 96 useful bytes every np floats, they streamed at 4.8 GB/s here.) */
 static void conv_rows(const float *x, int xs, int cin, int t_out, int s, int k, int dil,
                       const float *w, int np, const float *bias, float *y) {
     int n = 0;

@@ -18,7 +18,8 @@ enum { DF_ACT_NONE = 0, DF_ACT_SIGMOID = 1, DF_ACT_TANH = 2 };
 enum { DF_FRONT_RAW = 0, DF_FRONT_LOGMEL = 1 };
 
 /* Mirrored field by field by `_Net` in distilface/runtime/native.py: change both together and
- * bump DF_ABI. */
+ * bump DF_ABI. Every (rows, columns) weight matrix below is stored in column panels, as
+ * dfstep.c's `conv_rows` reads it (native.py `_panels`). */
 typedef struct {
     int32_t abi;
     int32_t channels, cp;                 /* C feature channels, and C rounded up to 8 */
