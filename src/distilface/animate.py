@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from math import gcd
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -302,8 +303,28 @@ def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, bloc
     return Curves(fps, frames.names, np.concatenate(outs))
 
 
+RUNTIMES = ("auto", "torch", "native")  # for a checkpoint (`load_model`)
+
+
+def _auto_runtime(student: Any, path: str | Path) -> str:
+    """"native" where `student` has a C step and the C runtime builds here, else "torch" (with a
+    line on stderr saying why, when a compiler is what is missing). The two give the same frames
+    within 1e-5 (tests/test_native.py); the C step costs a fraction of torch's CPU per frame."""
+    from distilface.runtime.native import ARCHS, NativeUnavailable, load_library
+
+    if getattr(getattr(student, "cfg", None), "arch", None) not in ARCHS:
+        return "torch"
+    try:
+        load_library()
+    except (NativeUnavailable, OSError) as e:
+        print(f"{path}: the native runtime is unavailable ({str(e).splitlines()[0]}); running in torch",
+              file=sys.stderr)
+        return "torch"
+    return "native"
+
+
 def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None = None,
-               ort_threads: int | None = None, frame_grid: int | None = None, runtime: str = "torch"):
+               ort_threads: int | None = None, frame_grid: int | None = None, runtime: str = "auto"):
     """A checkpoint as a torch student, or a `.onnx` export (`distilface export`) as an `OrtModel`
     that needs no torch (`ort_threads`: onnxruntime threads, None for its default); with `smooth`
     (ensemble-smoothing weights, `distilface.smoothing`) wrapped to average three predictions.
@@ -311,7 +332,8 @@ def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None
     None: the model's own); an export carries the grid it was exported with. A `.npz` or `.dfn`
     of `distilface export --native` runs the C step (`distilface.runtime.native`), also without torch.
     runtime "native": a checkpoint runs in the C runtime (conv and whisper_conv students, the default
-    among them; the file still loads with torch)."""
+    among them; the file still loads with torch). "auto": native where the student has a C step and
+    the runtime builds on this machine (a C compiler), else torch, saying why on stderr."""
     if Path(model_path).suffix in (".onnx", ".npz", ".dfn"):
         if Path(model_path).suffix == ".onnx" and runtime == "native":
             raise ValueError(f"{model_path}: an ONNX export runs in onnxruntime; the native runtime takes a "
@@ -332,13 +354,15 @@ def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None
     from distilface.student import on_frame_grid
 
     model = on_frame_grid(load_student(model_path)[0], frame_grid)
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if runtime == "auto":
+        runtime = _auto_runtime(model, model_path)
     if runtime == "native":  # the checkpoint packed for the C runtime in memory (export --native, unsaved)
         from distilface.runtime.native import NativeModel
 
         native = NativeModel.from_student(model.eval())
         return native.smoothed(smooth) if smooth is not None else native
-    if runtime != "torch":
-        raise ValueError(f"runtime must be torch or native, not {runtime!r}")
     if smooth is not None:
         from distilface.smoothing import EnsembleSmoothed
 
@@ -349,7 +373,7 @@ def load_model(model_path: str | Path, smooth: tuple[float, float, float] | None
 def animate_command(audio_path: str | Path, out_path: str | Path, model_path: str | Path,
                     fps: float = 30.0, fmt: str | None = None, block_s: float = 60.0,
                     progress: bool = True, smooth: tuple[float, float, float] | None = None,
-                    frame_grid: int | None = None, runtime: str = "torch") -> Path:
+                    frame_grid: int | None = None, runtime: str = "auto") -> Path:
     """`distilface animate`: load the student, animate the file, write `out_path` in `fmt`
     (or by its extension, see `distilface.formats`); `smooth`: ensemble-smoothing weights
     (`distilface.smoothing`); `frame_grid`: frame times on a grid of this many samples

@@ -381,10 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "one shared encoder sequence for all frames instead of one per phase, about 30 %% less CPU "
                     "per 30 fps frame for C0/4 (docs/performance.md); frames move by up to N/2 samples. "
                     "Default: the model's own (1: exact)")
-    an.add_argument("--runtime", choices=("torch", "native"), default="torch",
-                    help="native: a checkpoint or shipped conv student runs in the C runtime (built on first use; "
-                         "the same frames, 8-12x less CPU per frame than torch, 3x less than onnxruntime; "
-                         "docs/performance.md). A .npz or .dfn export always runs there")
+    an.add_argument("--runtime", choices=("auto", "torch", "native"), default="auto",
+                    help="where a checkpoint or shipped model runs. native: the C runtime (conv students and the "
+                         "default's frozen Whisper front end; built on first use with the machine's C compiler; the "
+                         "same frames within 1e-5 for a fraction of torch's CPU per frame: docs/performance.md). "
+                         "auto (default): native where the student has a C step and a compiler is there, else torch. "
+                         "A .npz or .dfn export always runs in C, an .onnx one in onnxruntime")
     an.set_defaults(func=_animate)
 
     ex = sub.add_parser("export", help="a student as an ONNX graph (windowed or streaming, optionally int8), "
@@ -392,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("model", nargs="?", default=None, help="checkpoint or shipped model name (default: shipped default)")
     ex.add_argument("-o", "--out", required=True, help="the .onnx file to write (.npz or .dfn with --native)")
     ex.add_argument("--native", action="store_true",
-                    help="the conv student for the C runtime instead: .npz (Python, numpy only) or .dfn (the C API of "
+                    help="the student for the C runtime instead (conv or whisper_conv): .npz (Python, numpy only) or .dfn (the C API of "
                          "csrc/dfstep.h, for engines; checked by loading and streaming it in C); compiles the runtime "
                          "with the machine's C compiler (docs/runtime.md)")
     ex.add_argument("--streaming", action="store_true",
@@ -521,10 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "per 30 fps frame for C0/4 (docs/performance.md); frames move by up to N/2 samples. "
                     "Default: the model's own (1: exact)")
     st.add_argument("--fps", type=float, default=30.0)
-    st.add_argument("--runtime", choices=("torch", "native"), default="torch",
-                    help="native: a checkpoint or shipped conv student runs in the C runtime (built on first use; "
-                         "the same frames, 8-12x less CPU per frame than torch, 3x less than onnxruntime; "
-                         "docs/performance.md). A .npz or .dfn export always runs there")
+    st.add_argument("--runtime", choices=("auto", "torch", "native"), default="auto",
+                    help="where a checkpoint or shipped model runs. native: the C runtime (conv students and the "
+                         "default's frozen Whisper front end; built on first use with the machine's C compiler; the "
+                         "same frames within 1e-5 for a fraction of torch's CPU per frame: docs/performance.md). "
+                         "auto (default): native where the student has a C step and a compiler is there, else torch. "
+                         "A .npz or .dfn export always runs in C, an .onnx one in onnxruntime")
     st.add_argument("--rate", type=int, default=16000, help="sample rate of stdin / WebSocket PCM (a WebSocket sender "
                     "may also say /audio?rate=48000&format=f32le)")
     st.add_argument("--pcm-format", default="s16le", choices=["s16le", "f32le"], help="stdin / WebSocket PCM, mono")
