@@ -1,9 +1,6 @@
 """scripts/alignment_jitter.py (docs/runtime.md, "On a frame grid"): the start variants are what
 its doc says, and its jitter is eval's metric on those frames."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,14 +10,12 @@ from distilface.metrics import jitter
 from distilface.rig.mesh import load_rig
 from distilface.student import Student, StudentConfig, frame_starts
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "alignment_jitter.py"
+from scriptload import load_script
 
 
 @pytest.fixture(scope="module")
 def mod():
-    spec = importlib.util.spec_from_file_location("alignment_jitter", SCRIPT)
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
+    m = load_script("alignment_jitter")
     return m
 
 

@@ -1,9 +1,6 @@
 """scripts/animator_overhead.py: every frame-completing push is timed with the onnxruntime calls
 inside it, on a real exported graph, and the frames it counts are the animator's."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -13,13 +10,11 @@ from distilface.runtime.export import export_model
 from distilface.runtime.ort import OrtModel
 from distilface.student import StudentConfig, build_student
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "animator_overhead.py"
+from scriptload import load_script
 
 
 def test_overhead_counts_every_frame_push_and_its_calls(tmp_path):
-    spec = importlib.util.spec_from_file_location("animator_overhead", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("animator_overhead")
     path = tmp_path / "s.onnx"
     torch.manual_seed(0)
     export_model(build_student(StudentConfig(channels=16, context_groups=8)).eval(), path, streaming=True)
@@ -36,9 +31,7 @@ def test_overhead_counts_every_frame_push_and_its_calls(tmp_path):
 def test_overhead_times_the_native_step_the_same_way():
     from distilface.runtime.native import NativeModel
 
-    spec = importlib.util.spec_from_file_location("animator_overhead", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("animator_overhead")
     torch.manual_seed(0)
     model = NativeModel.from_student(build_student(StudentConfig(channels=16, context_groups=8)).eval())
     audio = (0.1 * np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE_HZ)).astype(np.float32)

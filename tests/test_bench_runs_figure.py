@@ -2,7 +2,6 @@
 `bench runtime` run it draws, that mismatched runs are refused, and that the real script writes
 the figure and the combined raw file."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from scriptload import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_runs_figure.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_runs_figure", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("bench_runs_figure")
     return mod
 
 

@@ -1,9 +1,6 @@
 """scripts/cold_cache.py: every frame-completing push is timed, in each of the three modes, and
 the frames it counts are the ones the animator completes."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -11,13 +8,11 @@ from distilface.curves import num_frames
 from distilface.runtime.native import NativeModel
 from distilface.student import StudentConfig, build_student
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cold_cache.py"
+from scriptload import load_script
 
 
 def test_cold_cache_times_every_frame_in_each_mode():
-    spec = importlib.util.spec_from_file_location("cold_cache", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("cold_cache")
     torch.manual_seed(0)
     net = NativeModel.from_student(build_student(StudentConfig(channels=16, context_groups=8)).eval())
     audio = (0.1 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32)

@@ -1,13 +1,14 @@
 """scripts/jitter_figure.py (docs/figures/jitter-64ms.png): which eval rows become points, with
 which values and labels, and that the real script draws the figure."""
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from scriptload import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "jitter_figure.py"
 
@@ -28,9 +29,7 @@ def evals(tmp_path):
 
 
 def test_points_keep_the_set_rename_and_drop(evals):
-    spec = importlib.util.spec_from_file_location("jitter_figure", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("jitter_figure")
     a, b = evals
     # the teacher and the real-set row are left out; PBM becomes percent
     assert mod.points([a, b], "clean", {}) == [("S", 1.5, 75.0), ("S smoothed", 1.1, 70.0), ("S", 1.25, 80.0)]

@@ -1,17 +1,12 @@
 """scripts/width_cost.py: the narrower configs it builds keep the architecture and a valid grouping."""
 
-import importlib.util
-from pathlib import Path
-
 from distilface.student import StudentConfig, build_student
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "width_cost.py"
+from scriptload import load_script
 
 
 def test_narrower_keeps_groups_that_divide_and_hold_nine_channels():
-    spec = importlib.util.spec_from_file_location("width_cost", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("width_cost")
     cfg = StudentConfig(channels=72, context_groups=8, future_ms=64.0)
     # 72 / 8 = 9 per group: kept; 36: 8 leaves 4.5, 4 leaves 9; 18: 2; 20: 5 divides but leaves 4 -> 2
     assert [mod.narrower(cfg, c).context_groups for c in (72, 36, 18, 20)] == [8, 4, 2, 2]

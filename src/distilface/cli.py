@@ -275,6 +275,16 @@ def _demo(a: argparse.Namespace) -> None:
     run_demo(Path(a.out), workers=a.workers)
 
 
+def _add_runtime(p: argparse.ArgumentParser) -> None:
+    """--runtime of animate and stream (`distilface.animate.load_model`)."""
+    p.add_argument("--runtime", choices=("auto", "torch", "native"), default="auto",
+                   help="where a checkpoint or shipped model runs. native: the C runtime (conv students and the "
+                        "default's frozen Whisper front end; built on first use with the machine's C compiler; the "
+                        "same frames within 1e-5 for a fraction of torch's CPU per frame: docs/performance.md). "
+                        "auto (default): native where the student has a C step and a compiler is there, else torch. "
+                        "A .npz or .dfn export always runs in C, an .onnx one in onnxruntime")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="distilface", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -381,12 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "one shared encoder sequence for all frames instead of one per phase, about 30 %% less CPU "
                     "per 30 fps frame for C0/4 (docs/performance.md); frames move by up to N/2 samples. "
                     "Default: the model's own (1: exact)")
-    an.add_argument("--runtime", choices=("auto", "torch", "native"), default="auto",
-                    help="where a checkpoint or shipped model runs. native: the C runtime (conv students and the "
-                         "default's frozen Whisper front end; built on first use with the machine's C compiler; the "
-                         "same frames within 1e-5 for a fraction of torch's CPU per frame: docs/performance.md). "
-                         "auto (default): native where the student has a C step and a compiler is there, else torch. "
-                         "A .npz or .dfn export always runs in C, an .onnx one in onnxruntime")
+    _add_runtime(an)
     an.set_defaults(func=_animate)
 
     ex = sub.add_parser("export", help="a student as an ONNX graph (windowed or streaming, optionally int8), "
@@ -523,12 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "per 30 fps frame for C0/4 (docs/performance.md); frames move by up to N/2 samples. "
                     "Default: the model's own (1: exact)")
     st.add_argument("--fps", type=float, default=30.0)
-    st.add_argument("--runtime", choices=("auto", "torch", "native"), default="auto",
-                    help="where a checkpoint or shipped model runs. native: the C runtime (conv students and the "
-                         "default's frozen Whisper front end; built on first use with the machine's C compiler; the "
-                         "same frames within 1e-5 for a fraction of torch's CPU per frame: docs/performance.md). "
-                         "auto (default): native where the student has a C step and a compiler is there, else torch. "
-                         "A .npz or .dfn export always runs in C, an .onnx one in onnxruntime")
+    _add_runtime(st)
     st.add_argument("--rate", type=int, default=16000, help="sample rate of stdin / WebSocket PCM (a WebSocket sender "
                     "may also say /audio?rate=48000&format=f32le)")
     st.add_argument("--pcm-format", default="s16le", choices=["s16le", "f32le"], help="stdin / WebSocket PCM, mono")
