@@ -220,16 +220,22 @@ def test_cli_export_native_and_animate(tmp_path, capsys):
     assert rep["runtime"] == "native" and rep["frames"] == 99 and rep["max_abs_diff"] < 1e-4
     for model, name in ((ckpt, "torch.csv"), (tmp_path / "m.npz", "native.csv")):
         main(["animate", str(EXAMPLE_AUDIO), "-o", str(tmp_path / name), "--model", str(model), "--frame-grid", "80",
-              "--no-progress"])
+              "--no-progress"] + (["--runtime", "torch"] if name == "torch.csv" else []))
     a, b = (np.genfromtxt(tmp_path / n, delimiter=",", skip_header=1)[:, 2:] for n in ("torch.csv", "native.csv"))
     assert a.shape == (99, 61) and np.nanmax(np.abs(a - b)) < 1e-4
-    with pytest.raises(SystemExit, match="fp32 only"):
+    with pytest.raises(SystemExit, match="no --int8"):
         main(["export", str(ckpt), "--native", "--int8", "-o", str(tmp_path / "q.npz")])
+    with pytest.raises(SystemExit, match="add --native"):
+        main(["export", str(ckpt), "--half", "-o", str(tmp_path / "q.onnx")])
+    capsys.readouterr()
+    main(["export", str(ckpt), "--native", "--half", "-o", str(tmp_path / "h.dfn")])
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["half"] and rep["max_abs_diff"] < 1e-4 and 0 < rep["vs_fp32"]["max_abs_diff"] < 0.05
     # --runtime native: the checkpoint itself in the C runtime, no export step
     main(["animate", str(EXAMPLE_AUDIO), "-o", str(tmp_path / "rt.csv"), "--model", str(ckpt), "--frame-grid", "80",
           "--runtime", "native", "--smooth", "--no-progress"])
     main(["animate", str(EXAMPLE_AUDIO), "-o", str(tmp_path / "sm.csv"), "--model", str(ckpt), "--frame-grid", "80",
-          "--smooth", "--no-progress"])
+          "--smooth", "--no-progress", "--runtime", "torch"])
     c, d = (np.genfromtxt(tmp_path / n, delimiter=",", skip_header=1)[:, 2:] for n in ("rt.csv", "sm.csv"))
     assert c.shape == (99, 61) and np.nanmax(np.abs(c - d)) < 1e-4
     from distilface.animate import load_model
@@ -298,6 +304,54 @@ def test_shipped_default_streams_in_c_equal_to_torch(tmp_path):
     s80 = shipped_default(80)
     got = stream_all(StreamingAnimator(NativeModel.from_student(s80), 30.0), audio, 533)
     np.testing.assert_allclose(got, animate_audio(s80, audio, 30.0).values, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("which", ["c0-4 grid 80", "default"])
+def test_half_precision_weights_compute_the_rounded_student(tmp_path, which):
+    """`half`: the weight matrices stored as float16, about half the file; loaded (in Python, or by
+    the C loader of a .dfn) they widen to float exactly, so the C step computes the student whose
+    weights are rounded the same way (`round_to_half`), to the fp32 tolerance."""
+    from distilface.runtime.native import round_to_half, stream_dfn
+
+    s = shipped_c04(80) if which.startswith("c0-4") else shipped_default()
+    audio = load_audio(EXAMPLE_AUDIO)[:24000]
+    half = NativeModel.from_student(s, half=True)
+    npz = np.load(save_native(s, tmp_path / "h.npz", half=True))
+    assert {k: str(npz[k].dtype) for k in npz.files if k != "meta"} == {
+        k: "float16" if native.is_matrix(k) else "float32" for k in half._arrays}
+    want = animate_audio(round_to_half(s), audio, 30.0).values
+    got = stream_all(StreamingAnimator(half, 30.0), audio, 533)
+    np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
+    full = animate_audio(s, audio, 30.0).values
+    assert 1e-6 < np.abs(got - full).max() < 0.02  # rounding moves the curves, a little
+    f16, f32 = save_native(s, tmp_path / "h.dfn", half=True), save_native(s, tmp_path / "f.dfn")
+    assert 0.5 < f16.stat().st_size / f32.stat().st_size < 0.6
+    names, got = stream_dfn(f16, audio, 30.0, chunk=320)
+    np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
+    np.testing.assert_array_equal(NativeModel(f16)._arrays["proj_w"], half._arrays["proj_w"])  # read back
+
+
+def test_the_c_loaders_half_to_float_is_exact(tmp_path):
+    """csrc/dfmodel.c widens a half file's weights bit by bit: numpy's float16 -> float32 for every
+    one of the 65536 values but NaNs (zeros, subnormals, normals, infinities)."""
+    if native.compiler() is None:
+        pytest.skip("no C compiler")
+    src = tmp_path / "h.c"
+    src.write_text(textwrap.dedent(f"""
+        #include "{native.MODEL_SOURCE}"
+        #include <stdio.h>
+        int main(void) {{
+            for (unsigned i = 0; i < 65536; i++) {{ float f = half_to_float((uint16_t)i); fwrite(&f, 4, 1, stdout); }}
+            return 0;
+        }}"""))
+    exe = tmp_path / "h"
+    subprocess.run([native.compiler(), "-O2", "-Wno-psabi", "-I", str(native.CSRC), "-o", str(exe), str(src),
+                    str(native.STREAM_SOURCE), str(native.SOURCE), "-lm"], check=True)
+    got = np.frombuffer(subprocess.run([str(exe)], capture_output=True, check=True).stdout, np.float32)
+    want = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+    ok = ~np.isnan(want)
+    np.testing.assert_array_equal(got[ok].view(np.uint32), want[ok].view(np.uint32))
+    assert np.isnan(got[~ok]).all()
 
 
 def _python_bookkeeping(model):

@@ -128,9 +128,11 @@ def _export(a: argparse.Namespace) -> None:
         from distilface.runtime.native import export_native
 
         if a.int8 or a.eval_sets:
-            raise SystemExit("export --native: the C step is fp32 only (no --int8, no --eval-sets)")
-        print(json.dumps(export_native(model, a.out, fps=a.fps, source=a.model or path.stem), indent=2))
+            raise SystemExit("export --native: no --int8 or --eval-sets (the C step is fp32, or fp16 weights with --half)")
+        print(json.dumps(export_native(model, a.out, fps=a.fps, source=a.model or path.stem, half=a.half), indent=2))
         return
+    if a.half:
+        raise SystemExit("export --half: half-precision weights are for the native runtime (add --native)")
     report = export_model(model, a.out, streaming=a.streaming, int8=a.int8, fps=a.fps,
                           source=a.model or path.stem)
     print(json.dumps(report, indent=2))
@@ -406,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the streaming graph (new audio + cached encoder state in, frames + state out); "
                          "default: the windowed graph (one window in, one frame out)")
     ex.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (onnxruntime)")
+    ex.add_argument("--half", action="store_true",
+                    help="with --native: weight matrices stored in IEEE half precision, about half the file "
+                         "(loaders widen them to float: the same speed); checked against torch with the same "
+                         "rounding, the report gives the difference from full precision as vs_fp32")
     ex.add_argument("--frame-grid", type=int, default=None, metavar="N",
                     help="round frame times to a multiple of N samples (16 kHz). 80 (5 ms) or 160: a conv student then computes "
                     "one shared encoder sequence for all frames instead of one per phase, about 30 %% less CPU "

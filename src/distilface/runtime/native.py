@@ -241,10 +241,38 @@ def _vec(v: Any, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.pad(v, (0, n - len(v))), np.float32)
 
 
-def pack_student(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def is_matrix(name: str) -> bool:
+    """Whether array `name` is a weight matrix of the C products (`_matrix`): what a half-precision
+    file stores as float16 (norms, biases and the context conv stay float32). Loaders widen them
+    back to float32: half precision halves the file, not the work (docs/runtime.md)."""
+    return name in ("mel_dft", "mel_fb", "proj_w") or name.rstrip("0123456789") in ("enc_w", "red_w", "fc_w")
+
+
+def round_to_half(student: Any) -> Any:
+    """A copy of `student` whose weights that `pack_student(half=True)` stores as float16 are
+    rounded to float16 (and back): the function a half-precision file computes."""
+    import copy
+
+    import torch
+
+    s = copy.deepcopy(student)
+    if s.cfg.arch == "conv":
+        tensors = [c.weight for c in s.encoder_convs]
+    else:
+        fe = s.frontend
+        tensors = [fe.conv1.weight, fe.conv2.weight, fe.mel.dft.weight, fe.mel.mel.weight]
+    tensors += [s.proj.weight, *(c.weight for c in s.reduce), *(m.weight for m in s.fc)]
+    with torch.no_grad():
+        for t in tensors:
+            t.copy_(t.half().float())
+    return s
+
+
+def pack_student(student: Any, half: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(meta, arrays) of a student for the C step: the conv student (`distilface.student.Student`)
-    or the frozen-Whisper one (`distilface.baselines.WhisperConvStudent`). Raises ValueError for
-    other archs."""
+    or the frozen-Whisper one (`distilface.baselines.WhisperConvStudent`). half: the weight
+    matrices in IEEE half precision (`is_matrix`; about half the file; the frames of
+    `round_to_half(student)`). Raises ValueError for other archs."""
     from distilface.runtime.step import stream_geometry
     from distilface.student import Student
 
@@ -268,8 +296,10 @@ def pack_student(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "geometry": asdict(stream_geometry(student)), "proj_in": proj_in, "proj_eps": float(student.proj_norm.eps),
         "red_kernel": [m.kernel_size[0] for m in student.reduce], "red_stride": [m.stride[0] for m in student.reduce],
         "fc_in": [m.in_features for m in student.fc], "fc_out": [m.out_features for m in student.fc],
-        "activation": ACTIVATIONS[cfg.output_activation],
+        "activation": ACTIVATIONS[cfg.output_activation], "half": int(half),
     })
+    if half:
+        arrays = {k: v.astype(np.float16) if is_matrix(k) else v for k, v in arrays.items()}
     return meta, arrays
 
 
@@ -390,7 +420,7 @@ DFN_VERSION = 2
 DFN_INTS = ("channels", "front", "mel_window", "mel_hop", "mel_bins", "mel_bands", "n_enc", "enc_norm", "proj_in",
             "proj_gelu", "steps", "dilation", "cache_steps", "tail_steps", "groups", "ctx_zlen", "n_red", "n_fc",
             "activation", "outputs", "past_samples", "span_samples", "receptive_samples", "hop_samples",
-            "grid_samples", "smooth_offset_samples", "window_samples")
+            "grid_samples", "smooth_offset_samples", "window_samples", "half")
 DFN_LISTS = (("enc_kernel", "n_enc"), ("enc_stride", "n_enc"), ("enc_dilation", "n_enc"), ("enc_cout", "n_enc"),
              ("enc_bias", "n_enc"), ("red_kernel", "n_red"), ("red_stride", "n_red"), ("fc_in", "n_fc"),
              ("fc_out", "n_fc"))
@@ -403,7 +433,7 @@ def _dfn_ints(meta: dict) -> list[int]:
     d = g["stride_samples"] // g["hop_samples"]
     steps = g["steps_per_window"]
     v = {**{k: meta.get(k, 0) for k in ("front", "mel_window", "mel_hop", "mel_bins", "mel_bands", "enc_norm",
-                                           "proj_in", "proj_gelu", "groups", "activation")},
+                                           "proj_in", "proj_gelu", "groups", "activation", "half")},
          "channels": meta["channels"], "n_enc": len(meta["enc_kernel"]), "steps": steps, "dilation": d,
          "cache_steps": (steps - 1) * d, "tail_steps": g["tail_steps"],
          "ctx_zlen": steps - 1 + _pad8(steps) if meta["groups"] else 0,
@@ -414,6 +444,11 @@ def _dfn_ints(meta: dict) -> list[int]:
          "grid_samples": g["grid_samples"], "smooth_offset_samples": meta["smooth_offset_samples"],
          "window_samples": g["window_samples"]}
     return [int(v[k]) for k in DFN_INTS] + [int(x) for k, _ in DFN_LISTS for x in meta[k]]
+
+
+def _dtype(meta: dict, name: str) -> str:
+    """Little-endian type of array `name` in a file of this meta."""
+    return "<f2" if meta.get("half") and is_matrix(name) else "<f4"
 
 
 def write_dfn(meta: dict, arrays: dict[str, np.ndarray], path: str | Path) -> Path:
@@ -432,7 +467,7 @@ def write_dfn(meta: dict, arrays: dict[str, np.ndarray], path: str | Path) -> Pa
         order = array_sizes(meta)
         f.write(struct.pack("<i", len(order)))
         for name in order:
-            a = np.ascontiguousarray(arrays[name], "<f4").reshape(-1)
+            a = np.ascontiguousarray(arrays[name], _dtype(meta, name)).reshape(-1)
             f.write(struct.pack("<i", a.size) + a.tobytes())
     return Path(path)
 
@@ -472,7 +507,7 @@ def read_dfn(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     pos += nb
     meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "names": names, "channels": v["channels"],
             **{k: v[k] for k in ("front", "enc_norm", "proj_in", "proj_gelu", "groups", "activation",
-                                 "smooth_offset_samples")},
+                                 "smooth_offset_samples", "half")},
             **floats, **lists,
             "geometry": {"window_samples": v["window_samples"], "past_samples": v["past_samples"],
                          "stride_samples": v["hop_samples"] * v["dilation"], "steps_per_window": v["steps"],
@@ -489,10 +524,11 @@ def read_dfn(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     arrays = {}
     for name in order:
         (size,) = take("<i")
-        if pos + 4 * size > len(data):
+        dtype = np.dtype(_dtype(meta, name))
+        if size < 0 or pos + dtype.itemsize * size > len(data):
             raise ValueError(f"{path}: truncated .dfn file")
-        arrays[name] = np.frombuffer(data, "<f4", size, pos).astype(np.float32)
-        pos += 4 * size
+        arrays[name] = np.frombuffer(data, dtype, size, pos).astype(dtype.newbyteorder("="))
+        pos += dtype.itemsize * size
     if pos != len(data):
         raise ValueError(f"{path}: unexpected data after the weights")
     if "ctx_z" in arrays:  # the one array read by its shape
@@ -540,12 +576,13 @@ def stream_dfn(path: str | Path, audio: np.ndarray, fps: float = 30.0, chunk: in
     return names, np.concatenate(out)
 
 
-def save_native(student: Any, path: str | Path, source: str = "") -> Path:
+def save_native(student: Any, path: str | Path, source: str = "", half: bool = False) -> Path:
     """Write `student`'s C-step weights and meta to `path`, atomically: a `.dfn` for C callers
-    (csrc/dfmodel.c), any other name a `.npz` for Python (numpy only)."""
+    (csrc/dfmodel.c), any other name a `.npz` for Python (numpy only); half: weight matrices in
+    half precision (`pack_student`)."""
     from distilface.fileio import write_npz
 
-    meta, arrays = pack_student(student)
+    meta, arrays = pack_student(student, half=half)
     meta["source"] = source
     if Path(path).suffix == ".dfn":
         return write_dfn(meta, arrays, path)
@@ -554,12 +591,14 @@ def save_native(student: Any, path: str | Path, source: str = "") -> Path:
 
 
 def export_native(student: Any, out_path: str | Path, fps: float = 30.0, source: str = "",
-                  audio: np.ndarray | None = None) -> dict[str, Any]:
+                  audio: np.ndarray | None = None, half: bool = False) -> dict[str, Any]:
     """`distilface export --native`: write `student`'s C-step file (`save_native`: .npz for
     Python, .dfn for C callers) and check it as `export_model` checks an ONNX file: the
     real-speech example streamed through it in 20 ms pushes (a .dfn loaded and streamed in C
     alone, `stream_dfn`) against the torch student's offline frames. Raises ExportMismatch
-    (nothing written) beyond the fp32 tolerance. Returns a report."""
+    (nothing written) beyond the fp32 tolerance. half: weight matrices in half precision, checked
+    against the torch student with those weights rounded (`round_to_half`) to the same tolerance;
+    the report adds its difference from the full-precision student (`vs_fp32`). Returns a report."""
     import time
 
     from distilface.audio import load_audio
@@ -567,27 +606,34 @@ def export_native(student: Any, out_path: str | Path, fps: float = 30.0, source:
     from distilface.runtime.export import (EXAMPLE_AUDIO, FP32_TOLERANCE, ExportMismatch, compare_on_audio,
                                            frame_differences)
 
+    from distilface.animate import animate_audio
+
     student = student.eval()
+    ref = round_to_half(student) if half else student  # the function the file computes
     audio = load_audio(EXAMPLE_AUDIO) if audio is None else np.asarray(audio, np.float32)
     t0 = time.perf_counter()
     out = Path(out_path)
+    extra = {}
     with atomic_path(out) as tmp:
         if out.suffix == ".dfn":  # checked the way a C caller runs it: loader and stream in C
-            from distilface.animate import animate_audio
-
-            write_dfn(*pack_student(student), tmp)
+            meta, arrays = pack_student(student, half=half)
+            write_dfn({**meta, "source": source}, arrays, tmp)
             names, got = stream_dfn(tmp, audio, fps)
             if names != tuple(student.cfg.names):
                 raise ExportMismatch(f"{out}: curve names {names[:3]}... in the file, not the student's")
-            cmp = frame_differences(got, animate_audio(student, audio, fps).values, f"{out}: the C loader and stream")
+            cmp = frame_differences(got, animate_audio(ref, audio, fps).values, f"{out}: the C loader and stream")
         else:
-            save_native(student, tmp, source=source)
-            cmp = compare_on_audio(out, student, audio, fps, backend=NativeModel(tmp))
+            save_native(student, tmp, source=source, half=half)
+            cmp = compare_on_audio(out, ref, audio, fps, backend=NativeModel(tmp))
+            got = animate_audio(NativeModel(tmp), audio, fps).values if half else None
         if not cmp["max_abs_diff"] <= FP32_TOLERANCE:
             raise ExportMismatch(f"{out}: the C step differs from torch by up to {cmp['max_abs_diff']:.3g} "
                                  f"(mean {cmp['mean_abs_diff']:.3g}) over {cmp['frames']} frames of real speech; "
                                  f"tolerance {FP32_TOLERANCE:g}; nothing written")
-    return {"path": str(out), "runtime": "native", "library": str(library_path()), **cmp,
+        if half:  # what half precision costs: its frames against the full-precision student's
+            d = frame_differences(got, animate_audio(student, audio, fps).values, f"{out}: half against fp32")
+            extra = {"half": True, "vs_fp32": {k: d[k] for k in ("max_abs_diff", "mean_abs_diff")}}
+    return {"path": str(out), "runtime": "native", "library": str(library_path()), **cmp, **extra,
             "tolerance": FP32_TOLERANCE, "bytes": out.stat().st_size, "seconds": time.perf_counter() - t0}
 
 
@@ -654,6 +700,7 @@ class NativeModel:
             meta, arrays = self._read(self.path)
         if meta is None or arrays is None:
             raise TypeError("NativeModel: give a path, or meta and arrays (NativeModel.from_student)")
+        # float16 weights of a half file widen to float32 exactly: the step multiplies floats
         self.meta, self._arrays = meta, {k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()}
         self.names: tuple[str, ...] = tuple(meta["names"])
         self.geometry = StreamGeometry(**{f.name: int(meta["geometry"][f.name]) for f in fields(StreamGeometry)})
@@ -662,8 +709,8 @@ class NativeModel:
         self._state_shape = (self.geometry.state_steps, self._net.cp)
 
     @classmethod
-    def from_student(cls, student: Any) -> "NativeModel":
-        meta, arrays = pack_student(student)
+    def from_student(cls, student: Any, half: bool = False) -> "NativeModel":
+        meta, arrays = pack_student(student, half=half)
         return cls(meta=meta, arrays=arrays)
 
     @staticmethod

@@ -10,9 +10,9 @@
  *   "DFN1", int32 version (2), int32 n, int32 ints[n] (DFN_INTS order below, then the layers'
  *   kernels, strides, dilations, output channels, bias flags and sizes), float32 [6] (eps of the
  *   encoder, projection and reduction norms; log-mel floor, scale, shift), int32 bytes + the curve
- *   names joined by '\n', int32 arrays, then per array int32 count + float32 data[count] (order in
- *   `load_arrays`, as native.py `array_sizes`). Every count is checked against the size the header
- *   implies.
+ *   names joined by '\n', int32 arrays, then per array int32 count + data[count]: float32, or
+ *   float16 for the weight matrices of a half-precision file (I_HALF; order in `load_arrays`, as
+ *   native.py `array_sizes`). Every count is checked against the size the header implies.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,15 +22,16 @@
 
 enum { I_CHANNELS, I_FRONT, I_MEL_WINDOW, I_MEL_HOP, I_MEL_BINS, I_MEL_BANDS, I_N_ENC, I_ENC_NORM, I_PROJ_IN,
        I_PROJ_GELU, I_STEPS, I_DILATION, I_CACHE, I_TAIL, I_GROUPS, I_ZLEN, I_N_RED, I_N_FC, I_ACTIVATION,
-       I_OUTPUTS, I_PAST, I_SPAN, I_RECEPTIVE, I_HOP, I_GRID, I_SMOOTH, I_WINDOW, DFN_INTS };
+       I_OUTPUTS, I_PAST, I_SPAN, I_RECEPTIVE, I_HOP, I_GRID, I_SMOOTH, I_WINDOW, I_HALF, DFN_INTS };
 #define DFN_VERSION 2
 #define DFN_LISTS_MAX (5 * DF_MAX_ENC + 2 * DF_MAX_RED + 2 * DF_MAX_FC)
 
 struct df_model {
     df_net net;
     int32_t g[DFN_INTS];
-    float *data[2 + 4 * DF_MAX_ENC + 8 + 2 * DF_MAX_RED + 2 * DF_MAX_FC];
+    void *data[2 + 4 * DF_MAX_ENC + 8 + 2 * DF_MAX_RED + 2 * DF_MAX_FC];
     int32_t enc_bias[DF_MAX_ENC];
+    int32_t half;       /* the file stores the weight matrices in half precision */
     int n_data;
     char *names;        /* '\n' replaced by '\0' */
     const char **name;  /* outputs entries into names */
@@ -43,14 +44,49 @@ static int fail(char *err, size_t len, const char *path, const char *what) {
 
 static int read_i32(FILE *f, int32_t *v) { return fread(v, 4, 1, f) == 1; }
 
-/* The next array, which must hold `count` floats. */
-static float *read_array(df_model *m, FILE *f, int64_t count) {
+/* The next array, which must hold `count` values of `size` bytes (4: float, 2: a weight matrix
+ * in half precision). */
+static void *read_values(df_model *m, FILE *f, int64_t count, size_t size) {
     int32_t n;
     if (!read_i32(f, &n) || n != count || count <= 0) return NULL;
-    float *a = malloc(sizeof(float) * (size_t)count);
+    void *a = malloc(size * (size_t)count);
     if (!a) return NULL;
-    if (fread(a, sizeof(float), (size_t)count, f) != (size_t)count) { free(a); return NULL; }
+    if (fread(a, size, (size_t)count, f) != (size_t)count) { free(a); return NULL; }
     m->data[m->n_data++] = a;
+    return a;
+}
+
+static float *read_array(df_model *m, FILE *f, int64_t count) { return read_values(m, f, count, sizeof(float)); }
+
+/* An IEEE half-precision value as a float (exact: every half is a float). */
+static float half_to_float(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    uint32_t bits;
+    if (e == 0) {  /* zero or subnormal: m 2^-24 */
+        const float v = (float)m * 5.9604644775390625e-8f;
+        memcpy(&bits, &v, sizeof bits);
+        bits |= sign;
+    } else if (e == 31) {
+        bits = sign | 0x7f800000u | (m << 13);
+    } else {
+        bits = sign | ((e + 112u) << 23) | (m << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* A weight matrix: float, or half precision in a half file, widened to float here. Half
+ * precision halves the file; the step keeps float weights, which it multiplies faster (widening
+ * in its inner loop cost 20-25 % per frame and saved nothing with cold caches: docs/runtime.md). */
+static float *read_matrix(df_model *m, FILE *f, int64_t count) {
+    if (!m->half) return read_array(m, f, count);
+    uint16_t *h = read_values(m, f, count, sizeof(uint16_t));
+    float *a = h ? malloc(sizeof(float) * (size_t)count) : NULL;
+    if (!a) return NULL;
+    for (int64_t i = 0; i < count; i++) a[i] = half_to_float(h[i]);
+    m->data[m->n_data - 1] = a;  /* replaces the half copy */
+    free(h);
     return a;
 }
 
@@ -60,31 +96,31 @@ static int load_arrays(df_model *m, FILE *f) {
     int64_t cin = 1;
 #define PAD8(n) (((int64_t)(n) + 7) / 8 * 8)
     if (net->front == DF_FRONT_LOGMEL) {
-        if (!(net->mel_dft = read_array(m, f, (int64_t)net->mel_window * PAD8(2 * net->mel_bins))) ||
-            !(net->mel_fb = read_array(m, f, (int64_t)net->mel_bins * PAD8(net->mel_bands)))) return 0;
+        if (!(net->mel_dft = read_matrix(m, f, (int64_t)net->mel_window * PAD8(2 * net->mel_bins))) ||
+            !(net->mel_fb = read_matrix(m, f, (int64_t)net->mel_bins * PAD8(net->mel_bands)))) return 0;
         cin = net->mel_bands;
     }
     for (int i = 0; i < net->n_enc; i++) {
         const int64_t op = PAD8(net->enc_cout[i]);
-        if (!(net->enc_w[i] = read_array(m, f, net->enc_kernel[i] * cin * op))) return 0;
+        if (!(net->enc_w[i] = read_matrix(m, f, net->enc_kernel[i] * cin * op))) return 0;
         if (m->enc_bias[i] && !(net->enc_bias[i] = read_array(m, f, op))) return 0;
         if (net->enc_norm != DF_NORM_NONE &&
             (!(net->enc_g[i] = read_array(m, f, op)) || !(net->enc_b[i] = read_array(m, f, op)))) return 0;
         cin = net->enc_cout[i];
     }
     if (!(net->proj_g = read_array(m, f, PAD8(net->proj_in))) || !(net->proj_b = read_array(m, f, PAD8(net->proj_in)))) return 0;
-    if (!(net->proj_w = read_array(m, f, net->proj_in * cp)) || !(net->proj_bias = read_array(m, f, cp))) return 0;
+    if (!(net->proj_w = read_matrix(m, f, net->proj_in * cp)) || !(net->proj_bias = read_array(m, f, cp))) return 0;
     if (net->groups) {
         if (!(net->ctx_z = read_array(m, f, C * (C / net->groups) * net->ctx_zlen))) return 0;
         if (!(net->ctx_bias = read_array(m, f, C))) return 0;
         if (!(net->red_g = read_array(m, f, C)) || !(net->red_b = read_array(m, f, C))) return 0;
     }
     for (int i = 0; i < net->n_red; i++)
-        if (!(net->red_w[i] = read_array(m, f, net->red_kernel[i] * C * cp)) ||
+        if (!(net->red_w[i] = read_matrix(m, f, net->red_kernel[i] * C * cp)) ||
             !(net->red_bias[i] = read_array(m, f, cp))) return 0;
     for (int i = 0; i < net->n_fc; i++) {
         const int64_t np = PAD8(net->fc_out[i]);
-        if (!(net->fc_w[i] = read_array(m, f, (int64_t)net->fc_in[i] * np)) ||
+        if (!(net->fc_w[i] = read_matrix(m, f, (int64_t)net->fc_in[i] * np)) ||
             !(net->fc_bias[i] = read_array(m, f, np))) return 0;
     }
 #undef PAD8
@@ -112,7 +148,7 @@ static int load(df_model *m, FILE *f, const char *path, char *err, size_t len) {
     if (g[I_N_ENC] < 1 || g[I_N_ENC] > DF_MAX_ENC || g[I_N_RED] < 0 || g[I_N_RED] > DF_MAX_RED || g[I_N_FC] < 1 ||
         g[I_N_FC] > DF_MAX_FC || g[I_CHANNELS] < 1 || g[I_GROUPS] < 0 || (g[I_GROUPS] && g[I_CHANNELS] % g[I_GROUPS]) ||
         n != DFN_INTS + 5 * g[I_N_ENC] + 2 * g[I_N_RED] + 2 * g[I_N_FC] || g[I_HOP] < 1 || g[I_GRID] < 1 ||
-        (g[I_FRONT] != DF_FRONT_RAW && g[I_FRONT] != DF_FRONT_LOGMEL) || g[I_PROJ_IN] < 1 ||
+        (g[I_FRONT] != DF_FRONT_RAW && g[I_FRONT] != DF_FRONT_LOGMEL) || g[I_PROJ_IN] < 1 || (g[I_HALF] & ~1) ||
         (g[I_FRONT] == DF_FRONT_LOGMEL && (g[I_MEL_WINDOW] < 1 || g[I_MEL_HOP] < 1 || g[I_MEL_BINS] < 1 || g[I_MEL_BANDS] < 1)))
         return fail(err, len, path, "inconsistent header");
     net->abi = DF_ABI;
@@ -123,7 +159,7 @@ static int load(df_model *m, FILE *f, const char *path, char *err, size_t len) {
     net->steps = g[I_STEPS]; net->dilation = g[I_DILATION];
     net->cache_steps = g[I_CACHE]; net->tail_steps = g[I_TAIL]; net->groups = g[I_GROUPS];
     net->ctx_zlen = g[I_ZLEN]; net->n_red = g[I_N_RED]; net->n_fc = g[I_N_FC];
-    net->activation = g[I_ACTIVATION]; net->outputs = g[I_OUTPUTS];
+    net->activation = g[I_ACTIVATION]; net->outputs = g[I_OUTPUTS]; m->half = g[I_HALF];
     const int32_t *p = ints + DFN_INTS;
     for (int i = 0; i < net->n_enc; i++) net->enc_kernel[i] = *p++;
     for (int i = 0; i < net->n_enc; i++) net->enc_stride[i] = *p++;
