@@ -81,6 +81,7 @@ WHISPER_MELS = 80
 # a log10 mel power of about 1 (median over 40 corpus and 20 real utterances: 1.0 and 1.5), so a
 # fixed -7 gives the same range without looking at the rest of the input.
 WHISPER_LOG10_FLOOR = -7.0
+WHISPER_LOG10_SHIFT = 4.0  # Whisper's scaling of the floored log10: (x + 4) / 4
 WHISPER_CONV_KERNEL = 3
 
 WHISPER_CONV_FILE = Path(__file__).parent / "data" / "whisper_tiny_en_conv.npz"
@@ -336,7 +337,7 @@ class WhisperConvFrontEnd(nn.Module):
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> (B, 80, frames), Whisper's scaling (log10 + 4) / 4."""
-        return (self.mel(audio).clamp(min=10 ** WHISPER_LOG10_FLOOR).log10() + 4.0) / 4.0
+        return (self.mel(audio).clamp(min=10 ** WHISPER_LOG10_FLOOR).log10() + WHISPER_LOG10_SHIFT) / WHISPER_LOG10_SHIFT
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         x = F.gelu(self.conv1(self.log_mel(audio)))

@@ -346,7 +346,7 @@ def _pack_conv(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 def _pack_whisper(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The frozen Whisper front end: log-mel (windowed DFT and mel filterbank as matrices), two
     biased convs without norms; GELU after the projection; no context conv."""
-    from distilface.baselines import HOP_SAMPLES, WHISPER_LOG10_FLOOR
+    from distilface.baselines import HOP_SAMPLES, WHISPER_LOG10_FLOOR, WHISPER_LOG10_SHIFT
 
     fe = student.frontend
     dft, fb = _np(fe.mel.dft.weight), _np(fe.mel.mel.weight)  # (2 bins, 1, window), (bands, bins, 1)
@@ -357,8 +357,8 @@ def _pack_whisper(student: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays[f"enc_w{i}"] = _conv_rows(conv.weight, _pad8(conv.out_channels))
         arrays[f"enc_bias{i}"] = _vec(conv.bias, _pad8(conv.out_channels))
     meta = {"front": FRONTS["logmel"], "mel_window": int(dft.shape[2]), "mel_hop": HOP_SAMPLES, "mel_bins": bins,
-            "mel_bands": bands, "mel_floor": float(np.float32(10 ** WHISPER_LOG10_FLOOR)), "mel_scale": 0.25,
-            "mel_shift": 1.0,  # (log10 + 4) / 4
+            "mel_bands": bands, "mel_floor": float(np.float32(10 ** WHISPER_LOG10_FLOOR)),
+            "mel_scale": 1.0 / WHISPER_LOG10_SHIFT, "mel_shift": 1.0,  # (log10 + shift) / shift
             "enc_kernel": [m.kernel_size[0] for m in convs], "enc_stride": [m.stride[0] for m in convs],
             "enc_dilation": [0, 0], "enc_cout": [m.out_channels for m in convs], "enc_bias": [1, 1],
             "enc_norm": NORMS["none"], "enc_eps": 1e-5, "proj_gelu": 1, "groups": 0, "red_eps": 1e-5}
@@ -601,10 +601,10 @@ def export_native(student: Any, out_path: str | Path, fps: float = 30.0, source:
     the report adds its difference from the full-precision student (`vs_fp32`). Returns a report."""
     import time
 
-    from distilface.audio import load_audio
+    from distilface.audio import SAMPLE_RATE_HZ, load_audio
     from distilface.fileio import atomic_path
-    from distilface.runtime.export import (EXAMPLE_AUDIO, FP32_TOLERANCE, ExportMismatch, compare_on_audio,
-                                           frame_differences)
+    from distilface.runtime.export import CHECK_CHUNK_S, EXAMPLE_AUDIO, FP32_TOLERANCE, ExportMismatch, frame_differences
+    from distilface.runtime.streaming import StreamingAnimator, stream_all
 
     from distilface.animate import animate_audio
 
@@ -621,11 +621,10 @@ def export_native(student: Any, out_path: str | Path, fps: float = 30.0, source:
             names, got = stream_dfn(tmp, audio, fps)
             if names != tuple(student.cfg.names):
                 raise ExportMismatch(f"{out}: curve names {names[:3]}... in the file, not the student's")
-            cmp = frame_differences(got, animate_audio(ref, audio, fps).values, f"{out}: the C loader and stream")
-        else:
+        else:  # read back and streamed in Python, 20 ms pushes as `export_model` checks an ONNX file
             save_native(student, tmp, source=source, half=half)
-            cmp = compare_on_audio(out, ref, audio, fps, backend=NativeModel(tmp))
-            got = animate_audio(NativeModel(tmp), audio, fps).values if half else None
+            got = stream_all(StreamingAnimator(NativeModel(tmp), fps), audio, round(CHECK_CHUNK_S * SAMPLE_RATE_HZ))
+        cmp = frame_differences(got, animate_audio(ref, audio, fps).values, f"{out}: the C step")
         if not cmp["max_abs_diff"] <= FP32_TOLERANCE:
             raise ExportMismatch(f"{out}: the C step differs from torch by up to {cmp['max_abs_diff']:.3g} "
                                  f"(mean {cmp['mean_abs_diff']:.3g}) over {cmp['frames']} frames of real speech; "
