@@ -9,8 +9,11 @@ animator's share in docs/performance.md:
     python scripts/animator_overhead.py c0-4-256ms-ft
     python scripts/animator_overhead.py c0-4-256ms-ft --frame-grid 80
     python scripts/animator_overhead.py c0-4-256ms-ft --frame-grid 80 --runtime native
+    python scripts/animator_overhead.py c0-4-256ms-ft --frame-grid 80 --runtime native --rate 48000
 
-With `--runtime native` it also times the pushes with the bookkeeping in C (csrc/dfstream.c).
+With `--runtime native` it also times the pushes with the bookkeeping in C (csrc/dfstream.c);
+with `--rate` too, pushes of audio at that rate resampled in C (csrc/dfresample.c) against the
+same pushes resampled by the Python `StreamResampler` first.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from distilface.audio import EXAMPLE_AUDIO, SAMPLE_RATE_HZ, load_audio
+from distilface.animate import StreamResampler
+from distilface.audio import EXAMPLE_AUDIO, SAMPLE_RATE_HZ, load_audio, resample
 from distilface.checkpoint import load_student
 from distilface.models import resolve_model
 from distilface.runtime.export import export_model
@@ -64,15 +68,21 @@ def overhead_us(model: Any, audio: np.ndarray, fps: float = 30.0) -> dict[str, f
             "animator_us": float(np.median(p - s))}
 
 
-def push_us(model: Any, audio: np.ndarray, fps: float = 30.0) -> dict[str, float]:
-    """Median of frame-completing pushes of one frame of audio, whatever runs the bookkeeping
-    (for a `NativeModel`: csrc/dfstream.c, one C call per push)."""
-    animator = StreamingAnimator(model, fps=fps)
-    hop = round(SAMPLE_RATE_HZ / fps)
+def push_us(model: Any, audio: np.ndarray, fps: float = 30.0, rate_hz: int = SAMPLE_RATE_HZ,
+            python_resampler: bool = False) -> dict[str, float]:
+    """Median of frame-completing pushes of one frame of audio at rate_hz, whatever runs the
+    bookkeeping (for a `NativeModel`: csrc/dfstream.c, one C call per push, resampling in C).
+    python_resampler: resample with the Python `StreamResampler` first and push 16 kHz (how a
+    `NativeModel` stream at another rate ran before csrc/dfresample.c), to time the two apart."""
+    resampler = StreamResampler(rate_hz, SAMPLE_RATE_HZ) if python_resampler else None
+    animator = StreamingAnimator(model, fps=fps, sample_rate_hz=SAMPLE_RATE_HZ if resampler else rate_hz)
+    x = resample(audio, SAMPLE_RATE_HZ, rate_hz)
+    hop = round(rate_hz / fps)
     push = []
-    for i in range(0, len(audio) - hop, hop):
+    for i in range(0, len(x) - hop, hop):
         t0 = time.perf_counter()
-        frames = animator.push(audio[i: i + hop])
+        piece = x[i: i + hop] if resampler is None else resampler(x[i: i + hop])
+        frames = animator.push(piece)
         dt = time.perf_counter() - t0
         if len(frames):
             push.append(dt)
@@ -85,6 +95,8 @@ def main() -> None:
     ap.add_argument("--loops", type=int, default=4, help="times the example clip is streamed")
     ap.add_argument("--frame-grid", type=int, default=None, metavar="N", help="frame times on a grid of N samples")
     ap.add_argument("--runtime", choices=("onnxruntime", "native"), default="onnxruntime")
+    ap.add_argument("--rate", type=int, default=None, metavar="HZ",
+                    help="--runtime native: also push audio at this rate, resampled in C and in Python")
     ap.add_argument("--channels", type=int, default=None,
                     help="an untrained student of MODEL's architecture at this width instead (the cost does not "
                          "depend on the weights; scripts/width_cost.py)")
@@ -95,8 +107,14 @@ def main() -> None:
         student = on_frame_grid(build_student(narrower(student.cfg, args.channels)), args.frame_grid)
     audio = np.tile(load_audio(EXAMPLE_AUDIO), args.loops)
     if args.runtime == "native":  # the C step under the Python animator, then under the C one
-        print({"python_animator": overhead_us(NativeModel.from_student(student.eval()), audio),
-               "c_animator": push_us(NativeModel.from_student(student.eval()), audio)})
+        report = {"python_animator": overhead_us(NativeModel.from_student(student.eval()), audio),
+                  "c_animator": push_us(NativeModel.from_student(student.eval()), audio)}
+        if args.rate:  # the same pushes at another rate: resampled in C, then in Python before the C animator
+            for key, py in ((f"c_animator_{args.rate}hz_c_resampler", False),
+                            (f"c_animator_{args.rate}hz_python_resampler", True)):
+                report[key] = push_us(NativeModel.from_student(student.eval()), audio, rate_hz=args.rate,
+                                      python_resampler=py)
+        print(report)
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "streaming.onnx"

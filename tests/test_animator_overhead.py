@@ -40,3 +40,8 @@ def test_overhead_times_the_native_step_the_same_way():
     model.stream_in_c = True
     c = mod.push_us(model, audio, fps=30.0)  # the C animator: the same frame-completing pushes
     assert c["frames"] == r["frames"] and c["push_us"] > 0
+    # 48 kHz pushes: resampled in C, or by the Python resampler first (which waits a little longer
+    # for its margin, so a frame or two can complete one push apart)
+    a = mod.push_us(model, audio, fps=30.0, rate_hz=48000)
+    b = mod.push_us(model, audio, fps=30.0, rate_hz=48000, python_resampler=True)
+    assert abs(a["frames"] - b["frames"]) <= 2 and min(a["frames"], b["frames"]) > 0 and a["push_us"] > 0 < b["push_us"]

@@ -19,6 +19,7 @@ from distilface.animate import animate_audio
 from distilface.audio import EXAMPLE_AUDIO, load_audio
 from distilface.checkpoint import load_student, save_checkpoint
 from distilface.cli import main
+from distilface.curves import num_frames
 from distilface.models import resolve_model
 from distilface.runtime import native
 from distilface.runtime.native import NativeModel, NativeUnavailable, save_native
@@ -346,7 +347,7 @@ def test_the_c_loaders_half_to_float_is_exact(tmp_path):
         }}"""))
     exe = tmp_path / "h"
     subprocess.run([native.compiler(), "-O2", "-Wno-psabi", "-I", str(native.CSRC), "-o", str(exe), str(src),
-                    str(native.STREAM_SOURCE), str(native.SOURCE), "-lm"], check=True)
+                    str(native.STREAM_SOURCE), str(native.RESAMPLE_SOURCE), str(native.SOURCE), "-lm"], check=True)
     got = np.frombuffer(subprocess.run([str(exe)], capture_output=True, check=True).stdout, np.float32)
     want = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
     ok = ~np.isnan(want)
@@ -395,30 +396,105 @@ def test_c_bookkeeping_equals_the_python_animator(sizes, fps, smooth, which):
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
-def test_c_bookkeeping_resamples_in_python_and_bounds_batches():
+def test_c_bookkeeping_resamples_in_c_and_bounds_batches():
     from distilface.audio import resample
 
     x44 = resample(AUDIO, 16000, 44100)
-    got = stream_all(StreamingAnimator(C_EXACT, 30.0, sample_rate_hz=44100), x44, 4410)
-    np.testing.assert_allclose(got, animate_audio(EXACT, resample(x44, 44100, 16000), 30.0).values, atol=1e-4, rtol=0)
+    for model, want_model in ((C_EXACT, EXACT), (C_EXACT.smoothed((0.25, 0.5, 0.25)), EnsembleSmoothed(EXACT))):
+        a = StreamingAnimator(model, 30.0, sample_rate_hz=44100)
+        assert a._resampler is None and a._native.rate_hz == 44100  # no Python on the way
+        got = stream_all(a, x44, 4410)
+        np.testing.assert_allclose(got, animate_audio(want_model, resample(x44, 44100, 16000), 30.0).values,
+                                   atol=1e-4, rtol=0)
+    # push by push the same frames as scipy's resampling and the Python bookkeeping (odd pieces)
+    x48 = resample(AUDIO, 16000, 48000)
+    a, b = StreamingAnimator(C_EXACT, 60.0, 48000), StreamingAnimator(PY["exact"], 60.0, 48000)
+    assert b._resampler is not None
+    rng, i, outs = np.random.default_rng(3), 0, [[], []]
+    while i < len(x48):
+        n = int(rng.integers(1, 9000))
+        outs[0].append(a.push(x48[i: i + n]))
+        outs[1].append(b.push(x48[i: i + n]))
+        i += n
+    x, y = np.concatenate(outs[0] + [a.flush()]), np.concatenate(outs[1] + [b.flush()])
+    assert x.shape == y.shape == (num_frames(len(x48) / 48000, 60.0), len(EXACT.cfg.names))
+    np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
     # a tiny pass: every push's windows run in many batches of at most 3 jobs
     s = StreamingAnimator(C_EXACT.smoothed((0.25, 0.5, 0.25)), 60.0, pass_s=0.02)
     got = np.concatenate([s.push(AUDIO), s.flush()])
     np.testing.assert_allclose(got, animate_audio(EnsembleSmoothed(EXACT), AUDIO, 60.0).values, atol=1e-4, rtol=0)
 
 
+@settings(max_examples=25, deadline=None)
+@given(rate=st.sampled_from([1000, 8000, 11025, 12000, 22050, 24000, 32000, 44100, 48000, 96000, 384000]),
+       sizes=st.lists(st.integers(0, 5000), min_size=1, max_size=20), ms=st.integers(0, 1500))
+def test_c_resampler_equals_resample_poly_for_any_chunking(rate, sizes, ms):
+    """csrc/dfresample.c, chunk by chunk, against scipy's resample_poly on the whole signal (what
+    `distilface.audio.resample` and the Python `StreamResampler` compute): same length, values
+    within 1e-6 (float sums in another order)."""
+    from distilface.audio import resample
+    from distilface.runtime.native import CResampler
+
+    x = (np.random.default_rng(rate).standard_normal(ms * rate // 1000) * 0.3).astype(np.float32)
+    r, outs, i, j = CResampler(rate, 16000), [], 0, 0
+    while i < len(x):
+        n = sizes[j % len(sizes)]
+        outs.append(r(x[i: i + n]))
+        i, j = i + n, j + 1
+    got = np.concatenate(outs + [r(x[:0], final=True)])
+    want = resample(x, rate, 16000)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+def test_c_resampler_limits_waiting_outputs_and_bad_rates():
+    """Outputs beyond a push's room wait for the next push (and a final push's for the pushes after
+    it); rates outside 1 to 384 kHz, or whose ratio to 16 kHz has terms over 8000, are refused
+    by name; a push after the end is refused."""
+    from distilface.audio import resample
+    from distilface.runtime.native import CResampler, load_library
+
+    lib = load_library()
+    x = AUDIO[:30000]
+    x44 = resample(x, 16000, 44100)
+    h = lib.df_resampler_new(44100, 16000)
+    try:
+        out, got = np.empty(7, np.float32), []
+        for i in range(0, len(x44), 1000):
+            piece = np.ascontiguousarray(x44[i: i + 1000])
+            n = lib.df_resampler_push(h, piece.ctypes.data, len(piece), 0, out.ctypes.data, 7)
+            assert 0 <= n <= 7
+            got.append(out[:n].copy())
+        while (n := lib.df_resampler_push(h, None, 0, 1, out.ctypes.data, 7)) > 0:
+            got.append(out[:n].copy())
+        assert n == 0
+        np.testing.assert_allclose(np.concatenate(got), resample(x44, 44100, 16000), atol=1e-6, rtol=0)
+        assert lib.df_resampler_push(h, x44.ctypes.data, 10, 0, out.ctypes.data, 7) == -5  # after the end
+        assert lib.df_resampler_push(h, None, -1, 0, out.ctypes.data, 7) == -7
+    finally:
+        lib.df_resampler_free(h)
+    for rate in (999, 384001, 16001):
+        with pytest.raises(ValueError, match=f"resampling {rate} Hz -> 16000 Hz: not supported"):
+            CResampler(rate, 16000)
+        with pytest.raises(ValueError, match=f"at {rate} Hz: sample rate not supported"):
+            StreamingAnimator(C_EXACT, 30.0, sample_rate_hz=rate)
+
+
 # -- the .dfn file and the C API for callers without Python ---------------------------------------
 
-@pytest.mark.parametrize("which,fps,smooth", [("exact", 30.0, False), ("exact", 60.0, True), ("grid", 30.0, True)])
-def test_dfn_loaded_and_streamed_in_c_equals_torch(tmp_path, which, fps, smooth):
+@pytest.mark.parametrize("which,fps,smooth,rate", [("exact", 30.0, False, 16000), ("exact", 60.0, True, 16000),
+                                                   ("grid", 30.0, True, 16000), ("grid", 30.0, False, 48000)])
+def test_dfn_loaded_and_streamed_in_c_equals_torch(tmp_path, which, fps, smooth, rate):
+    from distilface.audio import resample
     from distilface.runtime.native import stream_dfn
 
     s = EXACT if which == "exact" else MODEL
     path = save_native(s, tmp_path / "m.dfn")
     weights = (0.25, 0.5, 0.25) if smooth else None
-    names, got = stream_dfn(path, AUDIO, fps, chunk=320, smooth=weights)
+    x = resample(AUDIO, 16000, rate)
+    names, got = stream_dfn(path, x, fps, chunk=960, smooth=weights, rate_hz=rate)
     assert names == tuple(s.cfg.names)
-    want = animate_audio(EnsembleSmoothed(s, weights) if smooth else s, AUDIO, fps).values
+    want = animate_audio(EnsembleSmoothed(s, weights) if smooth else s, resample(x, rate, 16000), fps).values
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
@@ -445,7 +521,7 @@ def test_dfanimate_example_program_needs_no_python(tmp_path):
     cc = native.compiler()
     objs = []
     for src, flags in (("dfstep.c", ["-O3", "-march=native", "-ffast-math"]), ("dfstream.c", ["-O2"]),
-                       ("dfmodel.c", ["-O2"]), ("dfanimate.c", ["-O2"])):
+                       ("dfmodel.c", ["-O2"]), ("dfresample.c", ["-O2"]), ("dfanimate.c", ["-O2"])):
         objs.append(tmp_path / (src[:-2] + ".o"))
         subprocess.run([cc, *flags, "-c", str(csrc / src), "-o", str(objs[-1])], check=True)
     exe = tmp_path / "dfanimate"
@@ -462,8 +538,20 @@ def test_dfanimate_example_program_needs_no_python(tmp_path):
         assert got.shape == (len(want), 2 + len(EXACT.cfg.names))
         np.testing.assert_array_equal(got[:, 0], np.arange(len(want)))
         np.testing.assert_allclose(got[:, 2:], want, atol=1e-4, rtol=0)
+    # 44.1 kHz PCM, resampled in C: the student's frames on scipy's resampling of it
+    from distilface.audio import resample
+
+    pcm44 = np.clip(np.round(resample(AUDIO, 16000, 44100) * 32768), -32768, 32767).astype("<i2")
+    r = subprocess.run([str(exe), str(model), "30", "--rate", "44100"], input=pcm44.tobytes(), capture_output=True,
+                       timeout=120, check=True)
+    got = np.array([[float(x) for x in line.split(",")] for line in r.stdout.decode().splitlines()[1:]])
+    want = animate_audio(EXACT, resample(pcm44.astype(np.float32) / 32768, 44100, 16000), 30.0).values
+    assert got.shape == (len(want), 2 + len(EXACT.cfg.names))
+    np.testing.assert_allclose(got[:, 2:], want, atol=1e-4, rtol=0)
     r = subprocess.run([str(exe), str(tmp_path / "none.dfn")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "none.dfn: cannot open" in r.stderr
+    r = subprocess.run([str(exe), str(model), "--rate", "16001"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "sample rate 16001 Hz not supported" in r.stderr
 
 
 def test_dfn_reads_back_in_python_and_through_the_cli(tmp_path, capsys):

@@ -41,6 +41,7 @@ CSRC = Path(__file__).with_name("csrc")
 SOURCE = CSRC / "dfstep.c"  # the step: products, norms, GELU (-ffast-math)
 STREAM_SOURCE = CSRC / "dfstream.c"  # the animator's bookkeeping (IEEE: frame times as Python's)
 MODEL_SOURCE = CSRC / "dfmodel.c"  # the .dfn loader, for C callers without Python
+RESAMPLE_SOURCE = CSRC / "dfresample.c"  # resampling to 16 kHz (IEEE: scipy's float32 taps)
 # -ffast-math lets glibc's libmvec vectorise erff (GELU); the step equals torch within 1e-5
 # anyway (tests/test_native.py). -march=native: the library is built on the machine that runs it;
 # 256-bit vectors even where gcc tunes for 128 (znver1: GELU and the norms 15-20 % faster there).
@@ -53,7 +54,7 @@ CFLAGS_PORTABLE = ("-O3", "-ffast-math", "-fPIC")
 # flushes denormals inside its own calls only).
 LDFLAGS = ("-shared",)
 STREAM_CFLAGS = ("-O2", "-fPIC")
-ABI = 3  # DF_ABI of dfstep.h
+ABI = 4  # DF_ABI of dfstep.h
 FILE_FORMAT = "distilface-native"
 FILE_VERSION = 2  # 2: the Whisper front end (log-mel, biased convs, no context conv)
 MAX_ENC, MAX_RED, MAX_FC = 8, 8, 6
@@ -61,7 +62,8 @@ NORMS = {"none": 0, "layer": 1, "batch": 2}
 FRONTS = {"raw": 0, "logmel": 1}  # DF_FRONT_* of dfstep.h  # batch: eval-mode BatchNorm folded to scale and shift
 ACTIVATIONS = {"none": 0, "sigmoid": 1, "tanh": 2}
 ERRORS = {-1: "ABI mismatch", -2: "audio too short for one encoder step", -3: "frame index outside the steps",
-          -4: "out of memory", -5: "stream state out of order"}
+          -4: "out of memory", -5: "stream state out of order", -6: "sample rate not supported",
+          -7: "bad argument (a negative count or a missing buffer)"}
 
 
 class NativeUnavailable(RuntimeError):
@@ -122,7 +124,8 @@ def library_path() -> Path:
     one file per source, flags, compiler and CPU."""
     root = os.environ.get("DISTILFACE_NATIVE_CACHE") or (
         Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distilface" / "native")
-    sources = b"".join(p.read_bytes() for p in (SOURCE, STREAM_SOURCE, MODEL_SOURCE, CSRC / "dfstep.h"))
+    sources = b"".join(p.read_bytes() for p in (SOURCE, STREAM_SOURCE, MODEL_SOURCE, RESAMPLE_SOURCE,
+                                                 CSRC / "dfstep.h"))
     key = hashlib.sha256(sources + " ".join(CFLAGS + CFLAGS_PORTABLE + STREAM_CFLAGS + LDFLAGS).encode()
                          + (compiler() or "").encode()
                          + _cpu().encode()).hexdigest()[:16]
@@ -143,11 +146,11 @@ def build(force: bool = False) -> Path:
         raise NativeUnavailable("the native runtime needs a C compiler (cc, gcc or clang; Debian: apt-get install gcc)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    obj, obj2, obj3 = (tmp.with_suffix(f".{n}.o") for n in ("step", "stream", "model"))
+    obj, *others = (tmp.with_suffix(f".{n}.o") for n in ("step", "stream", "model", "resample"))
     step = [cc, *CFLAGS, "-c", "-o", str(obj), str(SOURCE)]
-    cmds = [[cc, *STREAM_CFLAGS, "-c", "-o", str(obj2), str(STREAM_SOURCE)],
-            [cc, *STREAM_CFLAGS, "-c", "-o", str(obj3), str(MODEL_SOURCE)],
-            [cc, *LDFLAGS, "-o", str(tmp), str(obj), str(obj2), str(obj3), "-lm"]]
+    cmds = [[cc, *STREAM_CFLAGS, "-c", "-o", str(o), str(src)]
+            for o, src in zip(others, (STREAM_SOURCE, MODEL_SOURCE, RESAMPLE_SOURCE))]
+    cmds.append([cc, *LDFLAGS, "-o", str(tmp), str(obj), *map(str, others), "-lm"])
 
     def run(cmd: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, capture_output=True, text=True)
@@ -166,7 +169,7 @@ def build(force: bool = False) -> Path:
                 raise NativeUnavailable(f"building the native runtime failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
         os.replace(tmp, out)
     finally:
-        for p in (tmp, obj, obj2, obj3):
+        for p in (tmp, obj, *others):
             p.unlink(missing_ok=True)
     return out
 
@@ -193,6 +196,12 @@ def load_library() -> ctypes.CDLL:
     lib.df_model_free.restype, lib.df_model_free.argtypes = None, [vp]
     lib.df_model_name.restype, lib.df_model_name.argtypes = ctypes.c_char_p, [vp, ctypes.c_int]
     lib.df_model_outputs.restype, lib.df_model_outputs.argtypes = ctypes.c_int, [vp]
+    lib.df_stream_set_input_rate.restype, lib.df_stream_set_input_rate.argtypes = ctypes.c_int, [vp, ctypes.c_int]
+    lib.df_resampler_new.restype, lib.df_resampler_new.argtypes = vp, [ctypes.c_int, ctypes.c_int]
+    lib.df_resampler_push.restype = i64
+    lib.df_resampler_push.argtypes = [vp, vp, i64, ctypes.c_int, vp, i64]
+    for name in ("df_resampler_reset", "df_resampler_free"):
+        getattr(lib, name).argtypes, getattr(lib, name).restype = [vp], None
     return lib
 
 
@@ -538,11 +547,12 @@ def read_dfn(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def stream_dfn(path: str | Path, audio: np.ndarray, fps: float = 30.0, chunk: int = 320,
-               smooth: tuple[float, float, float] | None = None) -> tuple[tuple[str, ...], np.ndarray]:
-    """Stream 16 kHz `audio` through a .dfn file entirely in C, as an engine would (csrc/dfmodel.c
-    loads it, csrc/dfstream.c streams it, `chunk` samples per push, small output buffers so that
-    frames wait between pushes): (curve names, (frames, outputs)). Raises ValueError with the
-    loader's message for a bad file."""
+               smooth: tuple[float, float, float] | None = None,
+               rate_hz: int = 16000) -> tuple[tuple[str, ...], np.ndarray]:
+    """Stream `audio` (at rate_hz) through a .dfn file entirely in C, as an engine would
+    (csrc/dfmodel.c loads it, csrc/dfstream.c streams it after csrc/dfresample.c, `chunk` samples
+    per push, small output buffers so that frames wait between pushes): (curve names, (frames,
+    outputs)). Raises ValueError with the loader's message for a bad file."""
     lib = load_library()
     err = ctypes.create_string_buffer(512)
     model = lib.df_model_load(str(path).encode(), err, len(err))
@@ -556,6 +566,9 @@ def stream_dfn(path: str | Path, audio: np.ndarray, fps: float = 30.0, chunk: in
         if not stream:
             raise ValueError(f"{path}: cannot stream at {fps} fps")
         try:
+            r = lib.df_stream_set_input_rate(stream, int(rate_hz))
+            if r < 0:
+                raise ValueError(f"{path}: cannot stream {rate_hz} Hz audio: {ERRORS.get(r, r)}")
             audio = np.ascontiguousarray(audio, np.float32)
             out, buf = [], np.empty((2, outputs), np.float32)  # 2 frames a push at most: the rest waits
             for i in range(0, len(audio) + 1, chunk):
@@ -636,15 +649,52 @@ def export_native(student: Any, out_path: str | Path, fps: float = 30.0, source:
             "tolerance": FP32_TOLERANCE, "bytes": out.stat().st_size, "seconds": time.perf_counter() - t0}
 
 
+class CResampler:
+    """csrc/dfresample.c from Python: streaming resampling equal to `distilface.audio.resample`
+    (scipy's resample_poly) on the whole signal, as `distilface.animate.StreamResampler` is; what
+    a native stream at another rate than 16 kHz runs in C."""
+
+    def __init__(self, from_hz: int, to_hz: int) -> None:
+        self._lib = load_library()
+        self._handle = self._lib.df_resampler_new(int(from_hz), int(to_hz))
+        if not self._handle:
+            raise ValueError(f"resampling {from_hz} Hz -> {to_hz} Hz: not supported (rates "
+                             f"1000..384000 Hz, ratio terms up to 8000; distilface.audio.check_rate)")
+        self.from_hz, self.to_hz = int(from_hz), int(to_hz)
+        self._n = self._out = 0
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None):
+            self._lib.df_resampler_free(self._handle)
+            self._handle = None
+
+    def reset(self) -> None:
+        self._lib.df_resampler_reset(self._handle)
+        self._n = self._out = 0
+
+    def __call__(self, chunk: np.ndarray, final: bool = False) -> np.ndarray:
+        """(n,) float input at from_hz -> (m,) float32 output at to_hz, every sample complete so far."""
+        chunk = np.ascontiguousarray(chunk, np.float32)
+        self._n += len(chunk)
+        cap = -(-self._n * self.to_hz // self.from_hz) - self._out + 1  # all outputs that can exist
+        out = np.empty(max(cap, 1), np.float32)
+        n = self._lib.df_resampler_push(self._handle, _address(chunk) if len(chunk) else None, len(chunk),
+                                        int(final), _address(out), len(out))
+        if n < 0:
+            raise RuntimeError(f"native resampler: {ERRORS.get(n, n)}")
+        self._out += n
+        return out[:n]
+
+
 class CStream:
     """`StreamingAnimator`'s bookkeeping for a `NativeModel`, in C (csrc/dfstream.c): 16 kHz audio
     in, frames out, the same frames as the Python animator. `StreamingAnimator` uses it for a
     `NativeModel` (resampling stays in Python); `NativeModel.stream_in_c = False` turns it off."""
 
     def __init__(self, model: "NativeModel", fps: float, past_samples: int,
-                 preds: list[tuple[int, float]], max_jobs: int) -> None:
+                 preds: list[tuple[int, float]], max_jobs: int, rate_hz: int = 16000) -> None:
         g = model.geometry
-        self._model, self._lib, self.fps = model, model._lib, float(fps)
+        self._model, self._lib, self.fps, self.rate_hz = model, model._lib, float(fps), int(rate_hz)
         offsets = np.array([o for o, _ in preds], np.int64)
         weights = np.array([w for _, w in preds], np.float32)
         self._handle = self._lib.df_stream_new(model._net_ref, self.fps, past_samples, g.span_samples,
@@ -652,6 +702,12 @@ class CStream:
                                                offsets.ctypes.data, weights.ctypes.data, max_jobs)
         if not self._handle:
             raise ValueError(f"native stream: bad settings (fps {fps}, {len(preds)} predictions) or out of memory")
+        if self.rate_hz != 16000:  # resampled in C (csrc/dfresample.c), as resample_poly would
+            r = self._lib.df_stream_set_input_rate(self._handle, self.rate_hz)
+            if r < 0:
+                self._lib.df_stream_free(self._handle)
+                self._handle = None
+                raise ValueError(f"native stream at {rate_hz} Hz: {ERRORS.get(r, r)}")
         self._outputs = len(model.names)
         self._n = self._emitted = 0
 
@@ -671,10 +727,11 @@ class CStream:
         return tuple(int(x) for x in out)  # type: ignore[return-value]
 
     def push(self, audio: np.ndarray, final: bool) -> np.ndarray:
-        """(n,) float32 16 kHz -> (frames, outputs) completed by it."""
+        """(n,) float32 at `rate_hz` -> (frames, outputs) completed by it."""
         audio = np.ascontiguousarray(audio, np.float32)
         self._n += len(audio)
-        cap = num_frames(self._n / 16000, self.fps) - self._emitted  # frames that exist, not yet out
+        n_16k = -(-self._n * 16000 // self.rate_hz)  # the most 16 kHz samples this input resamples to
+        cap = num_frames(n_16k / 16000, self.fps) - self._emitted  # frames that exist, not yet out
         out = np.empty((max(cap, 1), self._outputs), np.float32)
         n = self._lib.df_stream_push(self._handle, _address(audio), len(audio), int(final), _address(out), len(out))
         if n < 0:
@@ -776,9 +833,11 @@ class NativeModel:
     def __repr__(self) -> str:
         return f"NativeModel({str(self.path) if self.path else 'in memory'!r}, {self.meta['channels']} channels)"
 
-    def c_stream(self, fps: float, past_samples: int, preds: list[tuple[int, float]], max_jobs: int) -> CStream:
-        """The animator's bookkeeping in C for this model (`StreamingAnimator` calls it)."""
-        return CStream(self, fps, past_samples, preds, max_jobs)
+    def c_stream(self, fps: float, past_samples: int, preds: list[tuple[int, float]], max_jobs: int,
+                 rate_hz: int = 16000) -> CStream:
+        """The animator's bookkeeping in C for this model, resampling included (`StreamingAnimator`
+        calls it)."""
+        return CStream(self, fps, past_samples, preds, max_jobs, rate_hz)
 
     def smoothed(self, weights: tuple[float, float, float]) -> Smoothed:
         """This model with ensemble smoothing (the torch student's offset, from the meta)."""

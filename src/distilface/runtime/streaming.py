@@ -173,7 +173,7 @@ class StreamingAnimator:
     model: a torch student, an `EnsembleSmoothed` one, an `OrtModel`, a `Smoothed` one, or a
     backend (module doc). fps: frames per second of the output. sample_rate_hz: rate of the pushed
     audio; other rates than 16 kHz go through `StreamResampler` (equal to resampling the whole
-    signal with `distilface.audio.resample`). pass_s: most audio one backend call covers, which
+    signal with `distilface.audio.resample`; in C for a `NativeModel`, csrc/dfresample.c). pass_s: most audio one backend call covers, which
     bounds memory however much is pushed at once.
     """
 
@@ -198,13 +198,14 @@ class StreamingAnimator:
         self._streaming = bool(self.backend.streaming)
         self._max_jobs = max(int(pass_s * self.fps), 1) * len(self._preds)
         self._resampler = None
-        if self.sample_rate_hz != SAMPLE_RATE_HZ:
-            self._resampler = StreamResampler(self.sample_rate_hz, SAMPLE_RATE_HZ)
-        # A backend that can run this bookkeeping itself (the C runtime: `NativeModel`) does so;
-        # push then only resamples. Same frames (tests/test_native.py).
+        # A backend that can run this bookkeeping itself (the C runtime: `NativeModel`) does so,
+        # resampling included: push then only hands the audio over. Same frames (tests/test_native.py).
         self._native = None
         if self._streaming and getattr(self.backend, "stream_in_c", False):
-            self._native = self.backend.c_stream(self.fps, self._past, self._preds, self._max_jobs)
+            self._native = self.backend.c_stream(self.fps, self._past, self._preds, self._max_jobs,
+                                                 self.sample_rate_hz)
+        elif self.sample_rate_hz != SAMPLE_RATE_HZ:
+            self._resampler = StreamResampler(self.sample_rate_hz, SAMPLE_RATE_HZ)
         self.reset()
 
     @property

@@ -1,11 +1,12 @@
-/* dfanimate: the C runtime end to end, no Python. 16 kHz mono signed 16-bit little-endian PCM on
- * stdin (what `distilface stream --input stdin` takes), frames as CSV on stdout (frame, time_s,
- * one column per curve). An example of linking the runtime into an engine: dfstep.c, dfstream.c
- * and dfmodel.c with this file, libm only.
+/* dfanimate: the C runtime end to end, no Python. Mono signed 16-bit little-endian PCM on stdin
+ * (16 kHz, what `distilface stream --input stdin` takes, or any rate given with --rate: resampled
+ * in C), frames as CSV on stdout (frame, time_s, one column per curve). An example of linking the
+ * runtime into an engine: dfstep.c, dfstream.c, dfmodel.c and dfresample.c with this file, libm
+ * only.
  *
- *   cc -O3 -march=native -ffast-math -c dfstep.c && cc -O2 -c dfstream.c dfmodel.c dfanimate.c \
- *     && cc -o dfanimate dfstep.o dfstream.o dfmodel.o dfanimate.o -lm
- *   ffmpeg -i speech.wav -f s16le -ac 1 -ar 16000 - | ./dfanimate model.dfn 30 [smooth] > curves.csv
+ *   cc -O3 -march=native -ffast-math -c dfstep.c && cc -O2 -c dfstream.c dfmodel.c dfresample.c \
+ *     dfanimate.c && cc -o dfanimate dfstep.o dfstream.o dfmodel.o dfresample.o dfanimate.o -lm
+ *   ffmpeg -i speech.wav -f s16le -ac 1 -ar 48000 - | ./dfanimate model.dfn 30 --rate 48000 > curves.csv
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 
 #include "dfstep.h"
 
-#define CHUNK 320  /* 20 ms pushes, as a game loop or an audio callback would make them */
+#define CHUNK 320  /* samples per push (20 ms at 16 kHz), as a game loop or an audio callback would make them */
 
 static void write_frames(const df_model *m, const float *frames, int64_t n, int64_t *k, double fps) {
     const int outputs = df_model_outputs(m);
@@ -24,21 +25,41 @@ static void write_frames(const df_model *m, const float *frames, int64_t n, int6
     }
 }
 
+static int usage(const char *argv0) {
+    fprintf(stderr, "usage: %s MODEL.dfn [FPS=30] [smooth] [--rate HZ=16000] < audio.s16le > frames.csv\n", argv0);
+    return 2;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2 || argc > 4) {
-        fprintf(stderr, "usage: %s MODEL.dfn [FPS=30] [smooth] < audio.s16le > frames.csv\n", argv[0]);
-        return 2;
+    if (argc < 2) return usage(argv[0]);
+    double fps = 30.0;
+    int smooth = 0, rate = 16000;
+    for (int i = 2; i < argc; i++) {
+        char *end;
+        if (!strcmp(argv[i], "smooth")) smooth = 1;
+        else if (!strcmp(argv[i], "--rate") && i + 1 < argc) {
+            rate = (int)strtol(argv[++i], &end, 10);
+            if (*end) return usage(argv[0]);
+        } else {
+            fps = strtod(argv[i], &end);
+            if (*end || !(fps > 0)) { fprintf(stderr, "dfanimate: bad fps %s\n", argv[i]); return 2; }
+        }
     }
     char err[512];
     df_model *m = df_model_load(argv[1], err, sizeof err);
     if (!m) { fprintf(stderr, "dfanimate: %s\n", err); return 1; }
-    const double fps = argc > 2 ? atof(argv[2]) : 30.0;
-    const float smooth[3] = {0.25f, 0.5f, 0.25f};
-    df_stream *s = df_model_stream(m, fps, argc > 3 && !strcmp(argv[3], "smooth") ? smooth : NULL);
-    if (!s) { fprintf(stderr, "dfanimate: bad fps %s\n", argc > 2 ? argv[2] : ""); df_model_free(m); return 2; }
+    const float weights[3] = {0.25f, 0.5f, 0.25f};
+    df_stream *s = df_model_stream(m, fps, smooth ? weights : NULL);
+    if (!s) { fprintf(stderr, "dfanimate: cannot stream at %g fps\n", fps); df_model_free(m); return 2; }
+    if (df_stream_set_input_rate(s, rate) != DF_OK) {
+        fprintf(stderr, "dfanimate: sample rate %d Hz not supported (1000..384000 Hz, ratio to 16000 in "
+                "terms up to 8000)\n", rate);
+        df_stream_free(s); df_model_free(m);
+        return 2;
+    }
     const int outputs = df_model_outputs(m);
-    /* a push of 320 samples completes at most a few frames (one per 1/fps s, plus smoothing's) */
-    const int64_t cap = (int64_t)(fps * CHUNK / 16000.0) + 4;
+    /* a push completes at most a few frames (one per 1/fps s, plus smoothing's); more would wait */
+    const int64_t cap = (int64_t)(fps * CHUNK / rate) + 4;
     float *frames = malloc(sizeof(float) * (size_t)cap * outputs), audio[CHUNK];
     int16_t pcm[CHUNK];
     printf("frame,time_s");

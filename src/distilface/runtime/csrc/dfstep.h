@@ -7,12 +7,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DF_ABI 3
+#define DF_ABI 4
 #define DF_MAX_ENC 8
 #define DF_MAX_RED 8
 #define DF_MAX_FC 6
 
-enum { DF_OK = 0, DF_ERR_ABI = -1, DF_ERR_AUDIO = -2, DF_ERR_FRAME = -3, DF_ERR_MEMORY = -4, DF_ERR_STATE = -5 };
+enum { DF_OK = 0, DF_ERR_ABI = -1, DF_ERR_AUDIO = -2, DF_ERR_FRAME = -3, DF_ERR_MEMORY = -4, DF_ERR_STATE = -5,
+       DF_ERR_RATE = -6, DF_ERR_ARGUMENT = -7 };
 enum { DF_NORM_NONE = 0, DF_NORM_LAYER = 1, DF_NORM_AFFINE = 2 };
 enum { DF_ACT_NONE = 0, DF_ACT_SIGMOID = 1, DF_ACT_TANH = 2 };
 enum { DF_FRONT_RAW = 0, DF_FRONT_LOGMEL = 1 };
@@ -74,4 +75,22 @@ const char *df_model_name(const df_model *m, int i);
 int df_model_lookahead_samples(const df_model *m);
 df_stream *df_model_stream(const df_model *m, double fps, const float *weights);
 void df_model_free(df_model *m);
+
+/* dfresample.c: streaming resampling equal to scipy's resample_poly on the whole signal. Rates
+ * DF_MIN_RATE_HZ..DF_MAX_RATE_HZ whose ratio in lowest terms has terms up to DF_MAX_RATIO_TERM
+ * (as distilface.audio.check_rate); NULL otherwise. */
+#define DF_MIN_RATE_HZ 1000
+#define DF_MAX_RATE_HZ 384000
+#define DF_MAX_RATIO_TERM 8000
+typedef struct df_resampler df_resampler;
+df_resampler *df_resampler_new(int from_hz, int to_hz);
+int64_t df_resampler_push(df_resampler *r, const float *in, int64_t n, int final, float *out, int64_t cap);
+int64_t df_resampler_ratio(const df_resampler *r, int64_t *down);
+void df_resampler_reset(df_resampler *r);
+void df_resampler_free(df_resampler *r);
+
+/* A stream whose pushes carry audio at rate_hz (resampled to 16 kHz in C before the step): call
+ * after df_stream_new / df_model_stream, before the first push or after a reset. 0, or DF_ERR_RATE
+ * for a rate the resampler refuses (DF_ERR_STATE once audio has been pushed); 16000 removes it. */
+int df_stream_set_input_rate(df_stream *s, int rate_hz);
 #endif

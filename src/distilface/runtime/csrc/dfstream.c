@@ -17,6 +17,7 @@
 
 #define SAMPLE_RATE_HZ 16000
 #define MAX_PREDS 3
+#define RESAMPLE_BLOCK 4096  /* 16 kHz samples resampled at a time: bounds the scratch for any push */
 
 typedef struct {
     int64_t first;        /* sequence step where the last window run in this phase starts */
@@ -41,6 +42,9 @@ struct df_stream {
     df_phase **phases;                 /* by phase (window start modulo hop), NULL until seen */
     int finished, final_seen;         /* all frames out after a final push; a final push seen */
     int64_t stats[3];                  /* encoder steps computed, windows run, phases seen */
+    df_resampler *rs;                  /* pushes at another rate than 16 kHz: resampled first */
+    int64_t n_in;                      /* samples pushed, at the input rate */
+    float *rbuf;                       /* (RESAMPLE_BLOCK) resampled audio */
 };
 
 static int64_t start_of(const df_stream *s, int64_t k, int i) {
@@ -66,12 +70,15 @@ void df_stream_reset(df_stream *s) {
     s->emitted = 0;
     s->finished = s->final_seen = 0;
     s->stats[0] = s->stats[1] = s->stats[2] = 0;
+    s->n_in = 0;
+    if (s->rs) df_resampler_reset(s->rs);
 }
 
 void df_stream_free(df_stream *s) {
     if (!s) return;
     free_phases(s);
-    free(s->phases); free(s->zeros); free(s->buf); free(s->acc); free(s);
+    free(s->phases); free(s->zeros); free(s->buf); free(s->acc);
+    df_resampler_free(s->rs); free(s->rbuf); free(s);
 }
 
 /* past: samples of the (widened) window before the frame time; span: from a window's start to
@@ -227,11 +234,8 @@ static int64_t num_frames(const df_stream *s) {
     return f > 0 ? (int64_t)f : 0;
 }
 
-/* Push n samples (16 kHz); final = 1 ends the stream. Writes the frames it completes to out (at
- * most cap rows of outputs floats; any more wait for the next push) and returns how many, or a
- * negative DF_ERR_*. After a final push that left frames waiting, push (NULL, 0, final = 1) again
- * until it returns 0; audio after a final push is an error (df_stream_reset starts anew). */
-int64_t df_stream_push(df_stream *s, const float *audio, int64_t n, int final, float *out, int64_t cap) {
+/* `df_stream_push` of 16 kHz audio. */
+static int64_t push16(df_stream *s, const float *audio, int64_t n, int final, float *out, int64_t cap) {
     if (s->finished) return (n == 0 && final) ? 0 : DF_ERR_STATE;  /* flushing again: nothing left */
     if (s->final_seen && (n > 0 || !final)) return DF_ERR_STATE;
     const int outputs = s->net->outputs;
@@ -292,4 +296,56 @@ int64_t df_stream_push(df_stream *s, const float *audio, int64_t n, int final, f
         s->buf_start = keep;
     }
     return count;
+}
+
+int df_stream_set_input_rate(df_stream *s, int rate_hz) {
+    if (s->n_in > 0 || s->final_seen) return DF_ERR_STATE;  /* audio already at the old rate */
+    df_resampler *rs = NULL;
+    if (rate_hz != SAMPLE_RATE_HZ && !(rs = df_resampler_new(rate_hz, SAMPLE_RATE_HZ))) return DF_ERR_RATE;
+    if (rs && !s->rbuf && !(s->rbuf = malloc(sizeof(float) * RESAMPLE_BLOCK))) {
+        df_resampler_free(rs);
+        return DF_ERR_MEMORY;
+    }
+    df_resampler_free(s->rs);
+    s->rs = rs;
+    return 0;
+}
+
+/* Push n samples (16 kHz, or the rate of `df_stream_set_input_rate`); final = 1 ends the stream.
+ * Writes the frames it completes to out (at most cap rows of outputs floats; any more wait for the
+ * next push) and returns how many, or a negative DF_ERR_*. After a final push that left frames
+ * waiting, push (NULL, 0, final = 1) again until it returns 0; audio after a final push is an
+ * error (df_stream_reset starts anew). */
+int64_t df_stream_push(df_stream *s, const float *audio, int64_t n, int final, float *out, int64_t cap) {
+    if (n < 0 || (n > 0 && !audio)) return DF_ERR_ARGUMENT;
+    if (!s->rs) {
+        const int64_t c = push16(s, audio, n, final, out, cap);
+        if (c >= 0) s->n_in += n;
+        return c;
+    }
+    if (s->finished) return (n == 0 && final) ? 0 : DF_ERR_STATE;
+    if (s->final_seen && (n > 0 || !final)) return DF_ERR_STATE;
+    /* The input goes to the resampler RESAMPLE_BLOCK samples at a time and its output to the step
+     * RESAMPLE_BLOCK samples at a time (memory stays bounded for a push of any length); only the
+     * last piece of a final push is final. */
+    const int outputs = s->net->outputs;
+    int64_t total = 0, i = 0;
+    do {
+        const int64_t take = n - i < RESAMPLE_BLOCK ? n - i : RESAMPLE_BLOCK;
+        const int last = final && i + take == n;
+        int64_t got = df_resampler_push(s->rs, take ? audio + i : NULL, take, last, s->rbuf, RESAMPLE_BLOCK);
+        for (;;) {
+            if (got < 0) return got;
+            const int more = got == RESAMPLE_BLOCK;
+            const int64_t c = push16(s, s->rbuf, got, last && !more, out ? out + (size_t)total * outputs : NULL,
+                                     cap - total);
+            if (c < 0) return c;
+            total += c;
+            if (!more) break;
+            got = df_resampler_push(s->rs, NULL, 0, last, s->rbuf, RESAMPLE_BLOCK);
+        }
+        i += take;
+        s->n_in += take;
+    } while (i < n);
+    return total;
 }
