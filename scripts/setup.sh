@@ -14,6 +14,7 @@ APT_PACKAGES=(
   libportaudio2                      # microphone input of `distilface stream` (sounddevice)
   chromium                           # headless browser of the viewer tests (tests/test_view.py, Playwright)
   gcc libc6-dev                      # compiles the native runtime's C step (distilface.runtime.native)
+  mono-mcs mono-runtime              # compiles and runs the C# binding of the engine kit in its test (26 MB)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -129,10 +129,18 @@ def _export(a: argparse.Namespace) -> None:
 
         if a.int8 or a.eval_sets:
             raise SystemExit("export --native: no --int8 or --eval-sets (the C step is fp32, or fp16 weights with --half)")
-        print(json.dumps(export_native(model, a.out, fps=a.fps, source=a.model or path.stem, half=a.half), indent=2))
+        report = export_native(model, a.out, fps=a.fps, source=a.model or path.stem, half=a.half)
+        if a.engine_kit:
+            from distilface.runtime.kit import write_engine_kit
+
+            from distilface.runtime.kit import DEFAULT_MARCH
+
+            march = {None: DEFAULT_MARCH, "portable": None}.get(a.march, a.march)
+            report["engine_kit"] = write_engine_kit(a.out, march=march)
+        print(json.dumps(report, indent=2))
         return
-    if a.half:
-        raise SystemExit("export --half: half-precision weights are for the native runtime (add --native)")
+    if a.half or a.engine_kit:
+        raise SystemExit(f"export --{'half' if a.half else 'engine-kit'}: for the native runtime (add --native)")
     report = export_model(model, a.out, streaming=a.streaming, int8=a.int8, fps=a.fps,
                           source=a.model or path.stem)
     print(json.dumps(report, indent=2))
@@ -412,6 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --native: weight matrices stored in IEEE half precision, about half the file "
                          "(loaders widen them to float: the same speed); checked against torch with the same "
                          "rounding, the report gives the difference from full precision as vs_fp32")
+    ex.add_argument("--engine-kit", action="store_true",
+                    help="with --native -o DIR/NAME.dfn: also write the C runtime as libdistilface.so (built for "
+                         "--march, not this machine), dfstep.h, the C# binding DistilFace.cs with Example.cs, and "
+                         "kit.json (sha256 sums) into DIR, for an engine or plugin (docs/engines.md)")
+    ex.add_argument("--march", default=None, metavar="LEVEL",
+                    help="--engine-kit: the CPU level the library is compiled for (default x86-64-v3 on x86: AVX2 "
+                         "and FMA; 'native': this machine's; 'portable': the compiler's default)")
     ex.add_argument("--frame-grid", type=int, default=None, metavar="N",
                     help="round frame times to a multiple of N samples (16 kHz). 80 (5 ms) or 160: a conv student then computes "
                     "one shared encoder sequence for all frames instead of one per phase, about 30 %% less CPU "

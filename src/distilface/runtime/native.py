@@ -141,13 +141,20 @@ def build(force: bool = False) -> Path:
     out = library_path()
     if out.is_file() and not force:
         return out
+    return compile_library(out, CFLAGS)
+
+
+def compile_library(out: Path, step_flags: tuple[str, ...]) -> Path:
+    """csrc/ into the shared library `out` (atomically): the step with `step_flags` (or
+    `CFLAGS_PORTABLE` where the compiler refuses them, with a warning), the rest with
+    `STREAM_CFLAGS`, linked without -ffast-math."""
     cc = compiler()
     if cc is None:
         raise NativeUnavailable("the native runtime needs a C compiler (cc, gcc or clang; Debian: apt-get install gcc)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     obj, *others = (tmp.with_suffix(f".{n}.o") for n in ("step", "stream", "model", "resample"))
-    step = [cc, *CFLAGS, "-c", "-o", str(obj), str(SOURCE)]
+    step = [cc, *step_flags, "-c", "-o", str(obj), str(SOURCE)]
     cmds = [[cc, *STREAM_CFLAGS, "-c", "-o", str(o), str(src)]
             for o, src in zip(others, (STREAM_SOURCE, MODEL_SOURCE, RESAMPLE_SOURCE))]
     cmds.append([cc, *LDFLAGS, "-o", str(tmp), str(obj), *map(str, others), "-lm"])
@@ -160,8 +167,8 @@ def build(force: bool = False) -> Path:
         if proc.returncode:
             import warnings
 
-            warnings.warn(f"native runtime: {' '.join(CFLAGS)} refused ({proc.stderr.strip()[:300]}); "
-                          f"building with {' '.join(CFLAGS_PORTABLE)}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"native runtime: {' '.join(step_flags)} refused ({proc.stderr.strip()[:300]}); "
+                          f"building with {' '.join(CFLAGS_PORTABLE)}", RuntimeWarning, stacklevel=3)
             cmds.insert(0, [cc, *CFLAGS_PORTABLE, "-c", "-o", str(obj), str(SOURCE)])
         for cmd in cmds:
             proc = run(cmd)

@@ -1,0 +1,182 @@
+// DistilFace's C runtime from C#: Unity, Godot (.NET), any .NET or Mono program. P/Invoke into
+// libdistilface (`distilface export MODEL --native -o kit/model.dfn --engine-kit` writes the
+// library, dfstep.h and this file beside the model; docs/engines.md).
+//
+//   using (var model = DistilFace.Model.Load("model.dfn"))
+//   using (var stream = model.CreateStream(30.0, smooth: false, inputRateHz: 48000)) {
+//       var frames = new float[4 * model.Outputs];             // room for 4 frames a push
+//       int n = stream.Push(audio, audio.Length, frames);       // n frames of model.Outputs curves
+//   }
+//
+// A Stream is not thread-safe: push from one thread (an audio callback may push and hand the
+// frames to the game thread through its own queue). Frames that do not fit the buffer wait for
+// the next push; Finish pushes the end of the audio (call it until it returns 0).
+using System;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace DistilFace
+{
+    public sealed class DistilFaceException : Exception
+    {
+        public DistilFaceException(string message) : base(message) { }
+    }
+
+    static class Native
+    {
+        const string Lib = "distilface";  // libdistilface.so, distilface.dll, libdistilface.dylib
+        public const int Abi = 4;         // DF_ABI of dfstep.h
+
+        [DllImport(Lib)] public static extern int df_abi();
+        [DllImport(Lib)] public static extern IntPtr df_model_load(byte[] path, byte[] err, UIntPtr errlen);
+        [DllImport(Lib)] public static extern int df_model_outputs(IntPtr model);
+        [DllImport(Lib)] public static extern IntPtr df_model_name(IntPtr model, int i);
+        [DllImport(Lib)] public static extern int df_model_lookahead_samples(IntPtr model);
+        [DllImport(Lib)] public static extern IntPtr df_model_stream(IntPtr model, double fps, float[] weights);
+        [DllImport(Lib)] public static extern void df_model_free(IntPtr model);
+        [DllImport(Lib)] public static extern int df_stream_set_input_rate(IntPtr stream, int rateHz);
+        [DllImport(Lib)] public static extern long df_stream_push(IntPtr stream, float[] audio, long n, int final,
+                                                                  float[] frames, long cap);
+        [DllImport(Lib)] public static extern void df_stream_reset(IntPtr stream);
+        [DllImport(Lib)] public static extern void df_stream_free(IntPtr stream);
+
+        // DF_ERR_* of dfstep.h
+        public static string Error(long code)
+        {
+            switch (code)
+            {
+                case -1: return "ABI mismatch";
+                case -2: return "audio too short for one encoder step";
+                case -3: return "frame index outside the steps";
+                case -4: return "out of memory";
+                case -5: return "stream state out of order (a push after the end: call Reset)";
+                case -6: return "sample rate not supported";
+                case -7: return "bad argument (a negative count or a buffer too small)";
+                default: return "error " + code;
+            }
+        }
+    }
+
+    /// <summary>A student loaded from a .dfn file: its curves and what a stream of it needs.</summary>
+    public sealed class Model : IDisposable
+    {
+        IntPtr handle;
+        int openStreams;
+        public int Outputs { get; private set; }
+        /// <summary>Curve names, one per output (ARKit blendshape names for the shipped models).</summary>
+        public string[] Names { get; private set; }
+        /// <summary>16 kHz samples after a frame's time that must arrive before it comes out
+        /// (the model's future context; ensemble smoothing adds one frame's worth).</summary>
+        public int LookaheadSamples { get; private set; }
+
+        Model(IntPtr handle)
+        {
+            this.handle = handle;
+            Outputs = Native.df_model_outputs(handle);
+            Names = new string[Outputs];
+            for (int i = 0; i < Outputs; i++) Names[i] = Marshal.PtrToStringAnsi(Native.df_model_name(handle, i));
+            LookaheadSamples = Native.df_model_lookahead_samples(handle);
+        }
+
+        /// <summary>Loads a .dfn file; throws DistilFaceException naming the file and the problem
+        /// (missing, not a .dfn, truncated, over-long) or a library of another ABI.</summary>
+        public static Model Load(string path)
+        {
+            int abi = Native.df_abi();
+            if (abi != Native.Abi)
+                throw new DistilFaceException("libdistilface has ABI " + abi + ", this binding speaks " + Native.Abi);
+            var err = new byte[512];
+            IntPtr h = Native.df_model_load(Utf8(path), err, (UIntPtr)err.Length);
+            if (h == IntPtr.Zero)
+            {
+                int len = Array.IndexOf(err, (byte)0);
+                throw new DistilFaceException(Encoding.UTF8.GetString(err, 0, len < 0 ? err.Length : len));
+            }
+            return new Model(h);
+        }
+
+        /// <summary>A stream at fps frames per second of audio at inputRateHz (resampled to 16 kHz
+        /// in C); smooth: ensemble smoothing with weights 0.25, 0.5, 0.25 (one frame more of
+        /// latency).</summary>
+        public Stream CreateStream(double fps = 30.0, bool smooth = false, int inputRateHz = 16000)
+        {
+            if (handle == IntPtr.Zero) throw new ObjectDisposedException("Model");
+            IntPtr s = Native.df_model_stream(handle, fps, smooth ? new float[] { 0.25f, 0.5f, 0.25f } : null);
+            if (s == IntPtr.Zero) throw new DistilFaceException("cannot stream at " + fps + " fps");
+            int r = Native.df_stream_set_input_rate(s, inputRateHz);
+            if (r != 0)
+            {
+                Native.df_stream_free(s);
+                throw new DistilFaceException("cannot stream " + inputRateHz + " Hz audio: " + Native.Error(r));
+            }
+            openStreams++;
+            return new Stream(this, s);
+        }
+
+        internal void StreamClosed() { openStreams--; }
+
+        public void Dispose()
+        {
+            if (openStreams > 0)
+                throw new InvalidOperationException("dispose the model's streams first (" + openStreams + " open)");
+            if (handle != IntPtr.Zero) { Native.df_model_free(handle); handle = IntPtr.Zero; }
+            GC.SuppressFinalize(this);
+        }
+
+        ~Model() { if (handle != IntPtr.Zero && openStreams == 0) Native.df_model_free(handle); }
+
+        static byte[] Utf8(string s)
+        {
+            var b = Encoding.UTF8.GetBytes(s);
+            Array.Resize(ref b, b.Length + 1);  // NUL-terminated
+            return b;
+        }
+    }
+
+    /// <summary>Audio in, animation frames out, push by push (docs/runtime.md: the frames equal
+    /// offline animation of the whole signal).</summary>
+    public sealed class Stream : IDisposable
+    {
+        readonly Model model;  // the stream reads the model's weights: keep it alive
+        IntPtr handle;
+
+        internal Stream(Model model, IntPtr handle) { this.model = model; this.handle = handle; }
+
+        public int Outputs { get { return model.Outputs; } }
+
+        /// <summary>Pushes audio[0..count) (mono, at the stream's input rate) and writes the frames
+        /// it completes into frames (rows of Outputs floats, as many as fit); returns how many.</summary>
+        public int Push(float[] audio, int count, float[] frames) { return Call(audio, count, 0, frames); }
+
+        /// <summary>Ends the audio (the future context of the last frames is taken as silence) and
+        /// writes the frames it completes; call again until it returns 0. Then Reset.</summary>
+        public int Finish(float[] frames) { return Call(null, 0, 1, frames); }
+
+        /// <summary>Forgets all audio and state: the next push starts a new stream at time 0.</summary>
+        public void Reset()
+        {
+            if (handle == IntPtr.Zero) throw new ObjectDisposedException("Stream");
+            Native.df_stream_reset(handle);
+        }
+
+        int Call(float[] audio, int count, int final, float[] frames)
+        {
+            if (handle == IntPtr.Zero) throw new ObjectDisposedException("Stream");
+            if (count < 0 || (count > 0 && (audio == null || count > audio.Length)))
+                throw new ArgumentOutOfRangeException("count", "count must be within the audio buffer");
+            if (frames == null || frames.Length < Outputs)
+                throw new ArgumentException("frames must hold at least one frame of " + Outputs + " floats");
+            long n = Native.df_stream_push(handle, audio, count, final, frames, frames.Length / Outputs);
+            if (n < 0) throw new DistilFaceException("stream: " + Native.Error(n));
+            return (int)n;
+        }
+
+        public void Dispose()
+        {
+            if (handle != IntPtr.Zero) { Native.df_stream_free(handle); handle = IntPtr.Zero; model.StreamClosed(); }
+            GC.SuppressFinalize(this);
+        }
+
+        ~Stream() { if (handle != IntPtr.Zero) Native.df_stream_free(handle); }
+    }
+}

@@ -1,0 +1,64 @@
+"""The engine kit: what an engine or a plugin links to run a student without Python.
+
+`distilface export MODEL --native -o kit/model.dfn --engine-kit` writes, beside the checked
+`.dfn`, the C runtime as a shared library built for a CPU level rather than for this machine
+(`libdistilface.so`; the same sources `NativeModel` compiles), its header (`dfstep.h`), the C#
+binding (`DistilFace.cs`, for Unity, Godot .NET and any .NET or Mono program) and its example
+(`Example.cs`), and a `kit.json` of sha256 sums and build flags. Why a separate build: the cached
+library of `native.build` is compiled with -march=native for the machine it runs on; a kit goes
+to players' machines (docs/engines.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+from distilface.fileio import atomic_path
+from distilface.runtime import native
+
+CSHARP = Path(__file__).with_name("csharp")
+LIBRARY_NAME = "libdistilface.so"
+# x86-64-v3: AVX2 and FMA, every x86 desktop CPU since 2013-2015 (Haswell, Excavator, Zen); the
+# step's 256-bit products need them to run at full speed. Elsewhere (arm64) the compiler's default.
+DEFAULT_MARCH = "x86-64-v3" if platform.machine() in ("x86_64", "AMD64") else None
+
+
+def step_flags(march: str | None) -> tuple[str, ...]:
+    """The step's compiler flags for a kit: `native.CFLAGS` with a named CPU level instead of
+    -march=native (portable flags where march is None)."""
+    if march is None:
+        return native.CFLAGS_PORTABLE
+    return ("-O3", f"-march={march}", "-mprefer-vector-width=256", "-ffast-math", "-fPIC")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_engine_kit(model_path: str | Path, march: str | None = DEFAULT_MARCH) -> dict[str, Any]:
+    """The kit beside `model_path` (a .dfn): library, header, C# binding and example, kit.json;
+    every file written atomically. Returns kit.json's content."""
+    model_path = Path(model_path)
+    if model_path.suffix != ".dfn":
+        raise ValueError(f"{model_path}: an engine kit goes with a .dfn file (the C loader's format)")
+    folder = model_path.parent
+    flags = step_flags(march)
+    lib = native.compile_library(folder / LIBRARY_NAME, flags)
+    copies = [(native.CSRC / "dfstep.h", folder / "dfstep.h"),
+              (CSHARP / "DistilFace.cs", folder / "DistilFace.cs"),
+              (CSHARP / "Example.cs", folder / "Example.cs")]
+    for src, dst in copies:
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    files = [model_path, lib, *(dst for _, dst in copies)]
+    kit = {"format": "distilface-engine-kit", "version": 1, "abi": native.ABI, "step_flags": list(flags),
+           "compiler": native.compiler(), "machine": platform.machine(),
+           "files": {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}}
+    with atomic_path(folder / "kit.json") as tmp:
+        Path(tmp).write_text(json.dumps(kit, indent=2) + "\n")
+    return kit

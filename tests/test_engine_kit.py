@@ -1,0 +1,91 @@
+"""The engine kit (`export --native --engine-kit`, distilface.runtime.kit): the real CLI writes
+the library, header and C# binding beside a checked .dfn with their sha256 sums; the C# binding,
+compiled with Mono's mcs and run by mono against that library, streams 48 kHz and 16 kHz PCM to
+the torch student's frames, and reports bad files and rates by name."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from distilface.animate import animate_audio
+from distilface.audio import EXAMPLE_AUDIO, load_audio, resample
+from distilface.checkpoint import save_checkpoint
+from distilface.cli import main
+from distilface.runtime import native
+from distilface.smoothing import EnsembleSmoothed
+from distilface.student import StudentConfig, build_student
+
+pytestmark = pytest.mark.skipif(native.compiler() is None, reason="no C compiler")
+
+
+def _student():
+    torch.manual_seed(0)
+    return build_student(StudentConfig(channels=16, context_groups=8)).eval()
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kit")
+    save_checkpoint(d / "tiny.pt", _student())
+    main(["export", str(d / "tiny.pt"), "--native", "-o", str(d / "kit" / "m.dfn"), "--engine-kit"])
+    return d / "kit"
+
+
+def test_kit_files_and_sums(kit, capsys):
+    meta = json.loads((kit / "kit.json").read_text())
+    assert meta["abi"] == native.ABI and "-march=x86-64-v3" in meta["step_flags"] or meta["machine"] != "x86_64"
+    assert set(meta["files"]) == {"m.dfn", "libdistilface.so", "dfstep.h", "DistilFace.cs", "Example.cs"}
+    for name, f in meta["files"].items():
+        data = (kit / name).read_bytes()
+        assert f["bytes"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (kit / "dfstep.h").read_bytes() == (native.CSRC / "dfstep.h").read_bytes()
+    with pytest.raises(SystemExit, match="engine-kit: for the native runtime"):
+        main(["export", str(kit.parent / "tiny.pt"), "--engine-kit", "-o", str(kit / "x.onnx")])
+    from distilface.runtime.kit import write_engine_kit
+
+    with pytest.raises(ValueError, match="x.npz: an engine kit goes with a .dfn file"):
+        write_engine_kit(kit / "x.npz")
+
+
+def _pcm(rate):
+    x = resample(load_audio(EXAMPLE_AUDIO), 16000, rate)
+    return np.clip(np.round(x * 32768), -32768, 32767).astype("<i2")
+
+
+@pytest.mark.skipif(not (shutil.which("mcs") and shutil.which("mono")),
+                    reason="Mono (mcs, mono) not installed; scripts/setup.sh installs it")
+def test_csharp_binding_streams_like_torch(kit, tmp_path):
+    exe = tmp_path / "animate.exe"
+    subprocess.run(["mcs", f"-out:{exe}", str(kit / "DistilFace.cs"), str(kit / "Example.cs")], check=True,
+                   capture_output=True, timeout=120)
+    env = {**os.environ, "LD_LIBRARY_PATH": str(kit)}
+    s = _student()
+    for rate, fps, smooth in ((48000, 30.0, False), (16000, 60.0, True), (44100, 30.0, True)):
+        pcm = _pcm(rate)
+        r = subprocess.run(["mono", str(exe), str(kit / "m.dfn"), f"{fps:g}", str(rate)] + (["smooth"] if smooth else []),
+                           input=pcm.tobytes(), capture_output=True, timeout=120, env=env)
+        assert r.returncode == 0, r.stderr.decode()
+        lines = r.stdout.decode().splitlines()
+        assert lines[0].split(",") == ["frame", "time_s", *s.cfg.names]
+        got = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+        audio = pcm.astype(np.float32) / 32768
+        want = animate_audio(EnsembleSmoothed(s) if smooth else s, resample(audio, rate, 16000), fps).values
+        assert got.shape == (len(want), 2 + len(s.cfg.names))
+        np.testing.assert_array_equal(got[:, 0], np.arange(len(want)))
+        np.testing.assert_allclose(got[:, 2:], want, atol=1e-4, rtol=0)
+    r = subprocess.run(["mono", str(exe), str(tmp_path / "none.dfn")], capture_output=True, text=True, timeout=60,
+                       env=env)
+    assert r.returncode == 1 and "none.dfn: cannot open" in r.stderr
+    (tmp_path / "bad.dfn").write_bytes((kit / "m.dfn").read_bytes()[:40])  # cut inside the header
+    r = subprocess.run(["mono", str(exe), str(tmp_path / "bad.dfn")], capture_output=True, text=True, timeout=60,
+                       env=env)
+    assert r.returncode == 1 and "bad.dfn: truncated" in r.stderr
+    r = subprocess.run(["mono", str(exe), str(kit / "m.dfn"), "30", "16001"], capture_output=True, text=True,
+                       timeout=60, env=env, input="")
+    assert r.returncode == 1 and "cannot stream 16001 Hz audio: sample rate not supported" in r.stderr
