@@ -15,6 +15,7 @@ APT_PACKAGES=(
   chromium                           # headless browser of the viewer tests (tests/test_view.py, Playwright)
   gcc libc6-dev                      # compiles the native runtime's C step (distilface.runtime.native)
   mono-mcs mono-runtime              # compiles and runs the C# binding of the engine kit in its test (26 MB)
+  godot3-server                      # headless Godot 3: the test of the Godot addon (engines/godot, 66 MB)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
