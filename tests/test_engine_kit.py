@@ -89,3 +89,40 @@ def test_csharp_binding_streams_like_torch(kit, tmp_path):
     r = subprocess.run(["mono", str(exe), str(kit / "m.dfn"), "30", "16001"], capture_output=True, text=True,
                        timeout=60, env=env, input="")
     assert r.returncode == 1 and "cannot stream 16001 Hz audio: sample rate not supported" in r.stderr
+
+
+def _wine():
+    return shutil.which("wine64") or ("/usr/lib/wine/wine64" if os.access("/usr/lib/wine/wine64", os.X_OK) else None)
+
+
+@pytest.mark.skipif(not (shutil.which("x86_64-w64-mingw32-gcc") and _wine()),
+                    reason="MinGW-w64 and Wine not installed (scripts/setup-extra.sh windows)")
+def test_windows_kit_runs_under_wine_like_torch(tmp_path):
+    """`--kit-target windows`: distilface.dll cross-compiled with MinGW-w64, imported only from
+    KERNEL32 and msvcrt; csrc/dfanimate.c built for Windows against it and run by Wine streams
+    44.1 kHz PCM (stdin in binary mode) to the torch student's frames."""
+    save_checkpoint(tmp_path / "tiny.pt", _student())
+    kit = tmp_path / "win"
+    main(["export", str(tmp_path / "tiny.pt"), "--native", "-o", str(kit / "m.dfn"), "--engine-kit",
+          "--kit-target", "windows"])
+    meta = json.loads((kit / "kit.json").read_text())
+    assert meta["target"] == "windows" and "distilface.dll" in meta["files"] and not (kit / "libdistilface.so").exists()
+    dump = subprocess.run(["x86_64-w64-mingw32-objdump", "-p", str(kit / "distilface.dll")], capture_output=True,
+                          text=True, check=True).stdout
+    assert sorted(line.split()[-1] for line in dump.splitlines() if "DLL Name" in line) == ["KERNEL32.dll", "msvcrt.dll"]
+    exe = tmp_path / "dfanimate.exe"
+    subprocess.run(["x86_64-w64-mingw32-gcc", "-O2", "-o", str(exe), str(native.CSRC / "dfanimate.c"),
+                    f"-I{native.CSRC}", str(kit / "distilface.dll")], check=True, capture_output=True, timeout=120)
+    shutil.copy(kit / "distilface.dll", tmp_path)  # beside the program, where Windows looks first
+    env = {**os.environ, "WINEPREFIX": str(tmp_path / "wineprefix"), "WINEDEBUG": "-all", "DISPLAY": ""}
+    pcm = _pcm(44100)
+    r = subprocess.run([_wine(), str(exe), str(kit / "m.dfn"), "30", "--rate", "44100"], input=pcm.tobytes(),
+                       capture_output=True, timeout=300, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    lines = r.stdout.decode().splitlines()
+    s = _student()
+    assert lines[0].split(",") == ["frame", "time_s", *s.cfg.names]
+    got = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    want = animate_audio(s, resample(pcm.astype(np.float32) / 32768, 44100, 16000), 30.0).values
+    assert got.shape == (len(want), 2 + len(s.cfg.names))
+    np.testing.assert_allclose(got[:, 2:], want, atol=1e-4, rtol=0)

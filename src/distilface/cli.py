@@ -135,8 +135,9 @@ def _export(a: argparse.Namespace) -> None:
 
             from distilface.runtime.kit import DEFAULT_MARCH
 
-            march = {None: DEFAULT_MARCH, "portable": None}.get(a.march, a.march)
-            report["engine_kit"] = write_engine_kit(a.out, march=march)
+            default = DEFAULT_MARCH if a.kit_target == "host" else "x86-64-v3"
+            march = {None: default, "portable": None}.get(a.march, a.march)
+            report["engine_kit"] = write_engine_kit(a.out, march=march, target=a.kit_target)
         print(json.dumps(report, indent=2))
         return
     if a.half or a.engine_kit:
@@ -424,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --native -o DIR/NAME.dfn: also write the C runtime as libdistilface.so (built for "
                          "--march, not this machine), dfstep.h, the C# binding DistilFace.cs with Example.cs, and "
                          "kit.json (sha256 sums) into DIR, for an engine or plugin (docs/engines.md)")
+    ex.add_argument("--kit-target", choices=("host", "windows"), default="host",
+                    help="--engine-kit: the library for this machine's OS (libdistilface.so here), or distilface.dll "
+                         "for x86-64 Windows, cross-compiled with MinGW-w64 (scripts/setup-extra.sh windows)")
     ex.add_argument("--march", default=None, metavar="LEVEL",
                     help="--engine-kit: the CPU level the library is compiled for (default x86-64-v3 on x86: AVX2 "
                          "and FMA; 'native': this machine's; 'portable': the compiler's default)")

@@ -144,20 +144,25 @@ def build(force: bool = False) -> Path:
     return compile_library(out, CFLAGS)
 
 
-def compile_library(out: Path, step_flags: tuple[str, ...]) -> Path:
-    """csrc/ into the shared library `out` (atomically): the step with `step_flags` (or
-    `CFLAGS_PORTABLE` where the compiler refuses them, with a warning), the rest with
-    `STREAM_CFLAGS`, linked without -ffast-math."""
-    cc = compiler()
+def compile_library(out: Path, step_flags: tuple[str, ...], cc: str | None = None,
+                    ldflags: tuple[str, ...] = LDFLAGS) -> Path:
+    """csrc/ into the shared library `out` (atomically) with compiler `cc` (default `compiler()`):
+    the step with `step_flags` (or `CFLAGS_PORTABLE` where the compiler refuses them, with a
+    warning), the rest with `STREAM_CFLAGS`, linked with `ldflags`, without -ffast-math."""
+    cc = cc or compiler()
     if cc is None:
         raise NativeUnavailable("the native runtime needs a C compiler (cc, gcc or clang; Debian: apt-get install gcc)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    obj, *others = (tmp.with_suffix(f".{n}.o") for n in ("step", "stream", "model", "resample"))
+    # Built in a private folder under its final name (a Windows DLL records its own file name as
+    # the name programs import), then renamed into place.
+    work = out.with_name(f".{out.name}.{os.getpid()}.build")
+    work.mkdir(exist_ok=True)
+    tmp = work / out.name
+    obj, *others = (work / f"{n}.o" for n in ("step", "stream", "model", "resample"))
     step = [cc, *step_flags, "-c", "-o", str(obj), str(SOURCE)]
     cmds = [[cc, *STREAM_CFLAGS, "-c", "-o", str(o), str(src)]
             for o, src in zip(others, (STREAM_SOURCE, MODEL_SOURCE, RESAMPLE_SOURCE))]
-    cmds.append([cc, *LDFLAGS, "-o", str(tmp), str(obj), *map(str, others), "-lm"])
+    cmds.append([cc, *ldflags, "-o", str(tmp), str(obj), *map(str, others), "-lm"])
 
     def run(cmd: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, capture_output=True, text=True)
@@ -176,8 +181,7 @@ def compile_library(out: Path, step_flags: tuple[str, ...]) -> Path:
                 raise NativeUnavailable(f"building the native runtime failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
         os.replace(tmp, out)
     finally:
-        for p in (tmp, obj, *others):
-            p.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
     return out
 
 

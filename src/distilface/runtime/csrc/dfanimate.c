@@ -11,6 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _WIN32
+#include <fcntl.h>
+#include <io.h>
+#endif
 
 #include "dfstep.h"
 
@@ -45,6 +49,10 @@ int main(int argc, char **argv) {
             if (*end || !(fps > 0)) { fprintf(stderr, "dfanimate: bad fps %s\n", argv[i]); return 2; }
         }
     }
+#ifdef _WIN32
+    _setmode(_fileno(stdin), _O_BINARY);   /* PCM, not text: no CRLF or Ctrl-Z translation */
+    _setmode(_fileno(stdout), _O_BINARY);  /* the same CSV bytes as on Linux */
+#endif
     char err[512];
     df_model *m = df_model_load(argv[1], err, sizeof err);
     if (!m) { fprintf(stderr, "dfanimate: %s\n", err); return 1; }
