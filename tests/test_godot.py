@@ -39,7 +39,8 @@ def test_godot_receiver_applies_the_streams_frames(tmp_path):
         out = tmp_path / "got.json"
         godot = subprocess.run([GODOT, "--no-window", "--path", str(ROOT / "engines" / "godot"), "--script",
                                 "res://test/receive_test.gd", f"url=ws://127.0.0.1:{port}/frames", f"out={out}",
-                                "timeout_s=60"], capture_output=True, text=True, timeout=120, env=env)
+                                "timeout_s=60"], capture_output=True, text=True, timeout=120, env=env,
+                               cwd=tmp_path)
         _, err = server.communicate(timeout=60)
         ndjson = ndjson_path.read_text()
     finally:
