@@ -17,7 +17,7 @@
 
 #define SAMPLE_RATE_HZ 16000
 #define MAX_PREDS 3
-#define RESAMPLE_BLOCK 4096  /* 16 kHz samples resampled at a time: bounds the scratch for any push */
+#define RESAMPLE_BLOCK 4096  /* samples per piece, into the resampler and out of it: bounded memory for any push */
 
 typedef struct {
     int64_t first;        /* sequence step where the last window run in this phase starts */
