@@ -130,11 +130,6 @@ void df_resampler_free(df_resampler *r) {
     free(r->h); free(r->buf); free(r);
 }
 
-int64_t df_resampler_ratio(const df_resampler *r, int64_t *down) {
-    if (down) *down = r->down;
-    return r->up;
-}
-
 /* Outputs that exist for the inputs so far: all of them after the final push, else those whose
  * newest input has arrived. */
 static int64_t ready(const df_resampler *r) {

@@ -85,7 +85,6 @@ void df_model_free(df_model *m);
 typedef struct df_resampler df_resampler;
 df_resampler *df_resampler_new(int from_hz, int to_hz);
 int64_t df_resampler_push(df_resampler *r, const float *in, int64_t n, int final, float *out, int64_t cap);
-int64_t df_resampler_ratio(const df_resampler *r, int64_t *down);
 void df_resampler_reset(df_resampler *r);
 void df_resampler_free(df_resampler *r);
 
