@@ -16,6 +16,7 @@ APT_PACKAGES=(
   gcc libc6-dev                      # compiles the native runtime's C step (distilface.runtime.native)
   mono-mcs mono-runtime              # compiles and runs the C# binding of the engine kit in its test (26 MB)
   godot3-server                      # headless Godot 3: the test of the Godot addon (engines/godot, 66 MB)
+  clang lld wasi-libc libclang-rt-dev-wasm32  # the C runtime as WebAssembly for the browser viewer (62 MB)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -3,6 +3,7 @@ state, exact times and frame grids, every norm, activation, width and window the
 path for), streaming equal to offline torch for any chunking, the file format and its errors,
 the real CLI, and a run without torch."""
 
+import ctypes
 import json
 import os
 import subprocess
@@ -512,6 +513,20 @@ def test_dfn_bad_files_fail_with_the_loaders_message(tmp_path):
             stream_dfn(tmp_path / name, AUDIO[:4000])
     with pytest.raises(ValueError, match="missing.dfn: cannot open"):
         stream_dfn(tmp_path / "missing.dfn", AUDIO[:4000])
+    # from memory (df_model_load_memory: an engine's assets, the browser): the same checks and names
+    lib, err = native.load_library(), ctypes.create_string_buffer(512)
+    for name, data, message in (("npz.dfn", b"PK\x03\x04" + good[4:], "not a DistilFace native model"),
+                                ("cut.dfn", good[:100], "truncated header"),
+                                ("long.dfn", good + b"\x00", "unexpected data after the weights"),
+                                ("empty.dfn", b"", "not a DistilFace native model")):
+        assert not lib.df_model_load_memory(data, len(data), name.encode(), err, len(err))
+        assert err.value.decode().startswith(f"{name}: {message}")
+    m = lib.df_model_load_memory(good, len(good), b"m.dfn", err, len(err))
+    try:
+        assert lib.df_model_outputs(m) == len(MODEL.cfg.names)
+        assert [lib.df_model_name(m, i).decode() for i in range(len(MODEL.cfg.names))] == list(MODEL.cfg.names)
+    finally:
+        lib.df_model_free(m)
 
 
 def test_dfanimate_example_program_needs_no_python(tmp_path):

@@ -114,8 +114,9 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
         return e.code, dict(e.headers), e.read()
 
 
-def _python_curves():
-    """The shipped default's offline curves of the example clip (torch), the test's reference."""
+def _python_curves(path=EXAMPLE_AUDIO):
+    """The shipped default's offline curves of an audio file (torch; the example clip by default),
+    the tests' reference: `load_audio` mixes to mono and resamples with resample_poly."""
     import torch
 
     from distilface.animate import animate_audio
@@ -125,7 +126,7 @@ def _python_curves():
 
     torch.set_num_threads(1)
     model, _ = load_student(resolve_model(None))
-    return animate_audio(model, load_audio(EXAMPLE_AUDIO), 30.0)
+    return animate_audio(model, load_audio(path), 30.0)
 
 
 def _mouth_frames(curves) -> tuple[int, int]:
@@ -286,15 +287,83 @@ def test_in_browser_inference_matches_python(page, console):
     assert values.shape == want.values.shape == (99, 52)
     assert np.abs(values - want.values).max() < INFERENCE_TOLERANCE
     assert got["msPerFrame"] > 0
+    # the C runtime as WebAssembly wherever this machine builds it (scripts/setup.sh installs clang)
+    assert got["runtime"] == ("wasm" if _wasm_builds() else "onnxruntime-web")
     assert console.problems() == []
 
 
 @needs_browser
+def test_in_browser_file_at_44k_stereo_resampled_as_python(page, console, tmp_path):
+    """A 44.1 kHz stereo WAV in mode 3: the page decodes it at the rate its header declares and the
+    WebAssembly runtime resamples it in C, so frames equal Python's (mono mix, resample_poly)."""
+    import soundfile as sf
+
+    from distilface.audio import load_audio, resample
+
+    if not _wasm_builds():
+        pytest.skip("needs the WebAssembly runtime (clang for wasm32-wasi): onnxruntime-web takes the "
+                    "browser's resampler")
+    x = resample(load_audio(EXAMPLE_AUDIO), 16000, 44100)
+    path = tmp_path / "stereo44k.wav"
+    sf.write(path, np.stack([x, 0.5 * x], axis=1), 44100, subtype="PCM_16")
+    page.click("button[data-mode=browser]")
+    page.set_input_files("#browser-file", str(path))
+    page.wait_for_function("window.distilface.browser().frames > 0", timeout=60_000)
+    got = page.evaluate("window.distilface.browser(true)")
+    assert (got["runtime"], got["rateHz"]) == ("wasm", 44100)
+    want = _python_curves(path)
+    values = np.asarray(got["curves"]["frames"], dtype=np.float64)
+    assert values.shape == want.values.shape
+    print(f"44.1 kHz stereo through the page: largest difference {np.abs(values - want.values).max():.1e}")
+    assert np.abs(values - want.values).max() < INFERENCE_TOLERANCE
+    assert console.problems() == []
+
+
+def _wasm_builds() -> bool:
+    from distilface.runtime.wasm import WasmUnavailable, build_wasm
+
+    try:
+        build_wasm(Path(os.environ.get("TMPDIR", "/tmp")) / f"distilface-test-{os.getpid()}.wasm").unlink()
+        return True
+    except WasmUnavailable:
+        return False
+
+
+@needs_browser
+def test_both_browser_runtimes_match_python(server, browser_page):
+    """The served clip through each runtime the page has (`?runtime=onnx` forces onnxruntime-web's
+    windowed graph; by default the C runtime as WebAssembly): the frames of `animate_audio`. Prints
+    their ms per frame (docs/viewer.md)."""
+    want = _python_curves()
+    browser = browser_page[0].context.browser
+    for runtime in ["onnx", "wasm"] if _wasm_builds() else ["onnx"]:
+        pg = browser.new_page(viewport=VIEWPORT)
+        try:
+            console = Console(pg)
+            pg.goto(server.url + ("?runtime=onnx" if runtime == "onnx" else ""))
+            pg.evaluate("window.distilface.ready")
+            got = pg.evaluate("window.distilface.inferClip()")
+            values = np.asarray(got["frames"], dtype=np.float64)
+            assert got["runtime"] == {"onnx": "onnxruntime-web", "wasm": "wasm"}[runtime]
+            assert values.shape == want.values.shape
+            assert np.abs(values - want.values).max() < INFERENCE_TOLERANCE
+            print(f"{got['runtime']}: {got['msPerFrame']:.3f} ms per frame, largest difference "
+                  f"{np.abs(values - want.values).max():.1e}")
+            assert console.problems() == []
+        finally:
+            pg.close()
+
+
+@needs_browser
 def test_in_browser_microphone(page, console):
-    """Mode 3 live: Chromium's fake microphone -> AudioWorklet -> onnxruntime-web -> frames."""
+    """Mode 3 live: Chromium's fake microphone -> AudioWorklet -> the student -> frames; with the
+    WebAssembly runtime at the device's own rate (resampled in C), with onnxruntime-web at 16 kHz."""
     page.click("button[data-mode=browser]")
     page.click("#mic-toggle")
     page.wait_for_function("window.distilface.browser().frames >= 10", timeout=30_000)
+    got = page.evaluate("window.distilface.browser()")
+    device_hz = page.evaluate("(async () => { const c = new AudioContext(); const r = c.sampleRate; await c.close(); return r; })()")
+    assert got["rateHz"] == (device_hz if got["runtime"] == "wasm" else 16000)
     page.click("#mic-toggle")
     page.wait_for_function("!window.distilface.browser().mic", timeout=10_000)
     assert page.evaluate("window.distilface.browser().source") == "mic"

@@ -9,7 +9,12 @@ the page that scripts/setup.sh builds from `web/` into `STATIC_DIR`, and what th
     /models/NAME.onnx            the model's windowed ONNX graph: exported on first request and
                                  cached in `cache_dir` under the checkpoint's sha256 (fp32, checked
                                  against torch by `export_model` before it is kept)
-    /models/NAME.json            its metadata (curve names, window geometry, future context, lookahead)
+    /models/NAME.json            its metadata (curve names, window geometry, future context, lookahead;
+                                 `dfn` and `wasm` where the page can run it in the C runtime)
+    /models/NAME.dfn             the student for the C runtime (`export --native`), cached like the
+                                 ONNX graph; checkpoints whose arch has a C step
+    /distilface.wasm             the C runtime compiled to WebAssembly (distilface.runtime.wasm),
+                                 built on first request and cached; 404 without clang for wasm32
     /clip/audio.wav              the clip (AUDIO, default the bundled example) as Python reads it:
                                  16 kHz mono float32 (`load_audio`), so the page's inference sees
                                  exactly the samples `animate` sees
@@ -49,7 +54,7 @@ MIME_TYPES = {
     ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
     ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
     ".json": "application/json", ".wasm": "application/wasm", ".glb": "model/gltf-binary",
-    ".onnx": "application/octet-stream", ".wav": "audio/wav", ".png": "image/png", ".txt": "text/plain; charset=utf-8",
+    ".onnx": "application/octet-stream", ".dfn": "application/octet-stream", ".wav": "audio/wav", ".png": "image/png", ".txt": "text/plain; charset=utf-8",
 }
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
@@ -116,6 +121,8 @@ class Viewer:
         self.clip_audio = load_audio(self.clip_path, max_s=VIEW_MAX_S)
         self._lock = threading.Lock()  # one export / animation at a time
         self._onnx: dict[str, Path] = {}
+        self._dfn: dict[str, Path | None] = {}
+        self._wasm: Path | None | bool = False  # False: not tried yet; None: cannot be built here
         self._meta: dict[str, dict[str, Any]] = {}
         self._curves: dict[str, bytes] = {}
         self._face: bytes | None = None
@@ -171,7 +178,34 @@ class Viewer:
                 self._meta[name] = {**model.meta, "name": name, "onnx": f"models/{name}.onnx",
                                     "span_samples": g.span_samples, "lookahead_samples": lookahead,
                                     "lookahead_ms": 1000.0 * lookahead / SAMPLE_RATE_HZ, "bytes": path.stat().st_size}
-            return self._meta[name]
+        if "wasm" not in self._meta[name] and self.wasm() is not None and self.model_dfn(name) is not None:
+            self._meta[name].update(dfn=f"models/{name}.dfn", wasm="distilface.wasm")
+        return self._meta[name]
+
+    def model_dfn(self, name: str) -> Path | None:
+        """Model `name` for the C runtime (a checked `.dfn`, cached per checkpoint digest), or None
+        where it has no C step (an ONNX file, an arch without one)."""
+        if name not in self.sources:
+            raise KeyError(name)
+        with self._lock:
+            if name not in self._dfn:
+                self._dfn[name] = self._export_dfn(name)
+            return self._dfn[name]
+
+    def wasm(self) -> Path | None:
+        """The C runtime as WebAssembly, built once per sources into the cache; None (logged once)
+        where this machine cannot build it: the page then runs onnxruntime-web."""
+        with self._lock:
+            if self._wasm is False:
+                from distilface.runtime.wasm import WasmUnavailable, build_wasm, source_digest
+
+                out = self.cfg.cache_dir / f"distilface-{source_digest()}.wasm"
+                try:
+                    self._wasm = out if out.is_file() else build_wasm(out)
+                except WasmUnavailable as e:
+                    logger.warning("view: no WebAssembly runtime, the page runs onnxruntime-web (%s)", e)
+                    self._wasm = None
+            return self._wasm
 
     def clip_curves(self, name: str) -> bytes:
         """`animate_audio` of the clip with model `name` (onnxruntime, one thread), as curves JSON."""
@@ -215,6 +249,28 @@ class Viewer:
         logger.info("view: exported %s to %s (max diff from torch %.2g)", name, out, report["max_abs_diff"])
         return out
 
+    def _export_dfn(self, name: str) -> Path | None:
+        from distilface.runtime.native import ARCHS, FILE_VERSION
+
+        src, _ = self.sources[name]
+        if src.suffix == ".onnx":
+            return None
+        digest = hashlib.sha256(src.read_bytes()).hexdigest()
+        out = self.cfg.cache_dir / f"{name}-{digest[:12]}-v{FILE_VERSION}.dfn"
+        if out.is_file():
+            return out
+        from distilface.checkpoint import load_student
+        from distilface.runtime.native import NativeUnavailable, export_native, save_native
+
+        student, _ = load_student(src)
+        if student.cfg.arch not in ARCHS:
+            return None
+        try:  # checked in C against torch, as `export --native` checks it
+            export_native(student, out, fps=self.cfg.fps, source=name)
+        except NativeUnavailable:  # no C compiler for the check: the page's own run is compared in the tests
+            save_native(student, out, source=name)
+        return out
+
 
 class ViewServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -252,12 +308,20 @@ class _Handler(BaseHTTPRequestHandler):
                 body, ctype = v.clip_wav(), MIME_TYPES[".wav"]
             elif path == "/clip/curves.json":
                 body, ctype = v.clip_curves(query.get("model", [v.default_model])[0]), MIME_TYPES[".json"]
-            elif m := re.fullmatch(r"/models/([^/]+)\.(onnx|json)", path):
+            elif m := re.fullmatch(r"/models/([^/]+)\.(onnx|json|dfn)", path):
                 name, kind = m.groups()
                 if kind == "onnx":
                     body, ctype = v.model_onnx(name).read_bytes(), MIME_TYPES[".onnx"]
+                elif kind == "dfn":
+                    if (dfn := v.model_dfn(name)) is None:
+                        return self._error(HTTPStatus.NOT_FOUND, f"{path}: {name} has no C step", head)
+                    body, ctype = dfn.read_bytes(), MIME_TYPES[".dfn"]
                 else:
                     body, ctype = json.dumps(v.model_meta(name)).encode(), MIME_TYPES[".json"]
+            elif path == "/distilface.wasm":
+                if (wasm := v.wasm()) is None:
+                    return self._error(HTTPStatus.NOT_FOUND, f"{path}: not built on this machine (no clang for wasm32)", head)
+                body, ctype = wasm.read_bytes(), MIME_TYPES[".wasm"]
             else:
                 file = self._static_file(path)
                 if file is None:

@@ -36,6 +36,7 @@ export class WindowModel {
     if (meta.graph !== "windowed") throw new Error(`${meta.name}: the browser runs the windowed graph, got ${meta.graph}`);
     this.session = session;
     this.meta = meta;
+    this.runtime = "onnxruntime-web";
     this.names = meta.names;
     this.windowSamples = meta.window_samples;
     this.pastSamples = meta.past_samples;

@@ -1,13 +1,15 @@
 // The viewer page of `distilface view`: the face driven by curves in one of three modes
 //   clip     an audio file and its curves (`distilface animate`), played in sync
 //   live     frames from `distilface stream --output ws`
-//   browser  microphone or file -> the student in onnxruntime-web -> face, no server involved
+//   browser  microphone or file -> the student in the browser -> face, no server involved: the C
+//            runtime as WebAssembly where the server built it (native.js), else onnxruntime-web
 // plus a model selector, the model's latency and a scrolling plot of mouth curves.
 // `window.distilface` is a small hook for tests and scripting (see the end of this file).
-import { decode16k, Microphone } from "./audio.js";
+import { decodeAt, declaredRateHz, Microphone } from "./audio.js";
 import { Face } from "./face.js";
 import { fetchOk, LiveAnimator, SAMPLE_RATE_HZ, WindowModel } from "./infer.js";
 import { LiveClient } from "./live.js";
+import { WasmModel } from "./native.js";
 import { CurvePlot } from "./plot.js";
 import { Track } from "./track.js";
 
@@ -21,10 +23,11 @@ const state = {
   fps: 30,
   modelName: null,
   meta: null, // /models/NAME.json of the selected model
-  model: null, // Promise<WindowModel>, loaded on first use
+  model: null, // Promise<WasmModel | WindowModel>, loaded on first use
+  runtime: null, // "wasm" or "onnxruntime-web": forced with ?runtime=onnx, else wasm where served
   clip: { track: null, pinnedS: null, fromServer: true },
   live: { client: null, track: null, frames: 0, ended: null, delaysMs: [], latencyMs: null, lookaheadMs: null },
-  browser: { source: null, track: null, mic: null, animator: null, msPerFrame: null, frames: 0 },
+  browser: { source: null, track: null, mic: null, animator: null, msPerFrame: null, frames: 0, runtime: null, rateHz: null },
 };
 let face, plot;
 
@@ -50,7 +53,7 @@ function showLatency() {
       : `stream: lookahead ${l.lookaheadMs.toFixed(1)} ms + server ${l.latencyMs.toFixed(1)} ms + delivery ` +
         `${mean(l.delaysMs).toFixed(1)} ms`;
   } else if (state.mode === "browser" && state.browser.msPerFrame != null) {
-    text = `${model}; onnxruntime-web ${state.browser.msPerFrame.toFixed(2)} ms per frame`;
+    text = `${model}; ${state.browser.runtime} ${state.browser.msPerFrame.toFixed(2)} ms per frame`;
   }
   $("latency").textContent = text;
 }
@@ -73,7 +76,13 @@ async function selectModel(name) {
 function getModel() {
   if (!state.model) {
     const meta = state.meta;
-    state.model = WindowModel.load(meta.onnx, meta);
+    const wasm = meta.wasm && meta.dfn && state.runtime !== "onnx";
+    state.model = wasm
+      ? WasmModel.load(meta.wasm, meta.dfn, meta).catch((e) => {
+        console.warn(`${meta.name}: the WebAssembly runtime failed (${e.message}); using onnxruntime-web`);
+        return WindowModel.load(meta.onnx, meta);
+      })
+      : WindowModel.load(meta.onnx, meta);
     state.model.catch(() => { state.model = null; });
   }
   return state.model;
@@ -155,22 +164,28 @@ function connectLive(url) {
 
 async function animateInBrowser(arrayBuffer) {
   const model = await getModel();
-  const audio = await decode16k(arrayBuffer);
-  const out = await model.animate(audio, state.fps, (done, n) => status("browser", `frame ${done} / ${n}`));
-  return { track: new Track(state.fps, model.names, out.frames), msPerFrame: out.msPerFrame, samples: audio.length };
+  // the WebAssembly runtime resamples as Python does: decode at the file's own rate where it says
+  let rateHz = model.runtime === "wasm" ? declaredRateHz(arrayBuffer) : null;
+  if (!rateHz || !model.supportsRate(rateHz)) rateHz = SAMPLE_RATE_HZ;
+  const audio = await decodeAt(arrayBuffer, rateHz);
+  const out = await model.animate(audio, state.fps, (done, n) => status("browser", `frame ${done} / ${n}`), rateHz);
+  state.browser.runtime = model.runtime;
+  return { track: new Track(state.fps, model.names, out.frames), msPerFrame: out.msPerFrame, samples: audio.length,
+    rateHz, runtime: model.runtime };
 }
 
 async function openBrowserFile() {
   const file = $("browser-file").files[0];
   if (!file) return;
-  await stopMic();
   const b = state.browser;
-  const { track, msPerFrame } = await animateInBrowser(await file.arrayBuffer());
-  Object.assign(b, { source: "file", track, msPerFrame, frames: track.frames.length });
+  Object.assign(b, { source: null, frames: 0 }); // until this file's frames are in (before any await)
+  await stopMic();
+  const { track, msPerFrame, rateHz } = await animateInBrowser(await file.arrayBuffer());
+  Object.assign(b, { source: "file", track, msPerFrame, rateHz, frames: track.frames.length });
   const el = $("browser-audio");
   el.hidden = false;
   el.src = URL.createObjectURL(file);
-  status("browser", `${file.name}: ${track.frames.length} frames, ${msPerFrame.toFixed(2)} ms per frame`);
+  status("browser", `${file.name}: ${track.frames.length} frames, ${b.runtime} ${msPerFrame.toFixed(2)} ms per frame`);
   showLatency();
   await el.play().catch(() => {});
 }
@@ -179,11 +194,13 @@ async function startMic() {
   await stopMic();
   const b = state.browser;
   const model = await getModel();
-  b.animator = new LiveAnimator(model, state.fps);
+  b.animator = null;
+  b.runtime = model.runtime;
   b.track = new Track(state.fps, model.names);
   b.source = "mic";
   b.frames = 0;
   const pump = async () => {
+    if (!b.animator) return; // stopped
     const { frames, ms } = await b.animator.pull();
     if (!frames.length) return;
     frames.forEach((f) => b.track.push(f));
@@ -194,12 +211,21 @@ async function startMic() {
       showLatency();
     }
   };
-  b.mic = await new Microphone().start((samples) => {
+  // the WebAssembly runtime takes the device's rate (resampled in C as in Python); onnxruntime-web 16 kHz
+  const onSamples = (samples) => {
+    if (!b.animator) return; // a block that arrives before the animator below
     b.animator.push(samples);
     pump().catch((e) => fail("browser", e));
-  });
+  };
+  b.mic = await new Microphone().start(onSamples, model.liveAnimator ? null : SAMPLE_RATE_HZ);
+  if (model.liveAnimator && !model.supportsRate(b.mic.rateHz)) {
+    await b.mic.stop();
+    b.mic = await new Microphone().start(onSamples, SAMPLE_RATE_HZ);
+  }
+  b.animator = model.liveAnimator ? model.liveAnimator(state.fps, b.mic.rateHz) : new LiveAnimator(model, state.fps);
+  b.rateHz = b.mic.rateHz;
   $("mic-toggle").textContent = "Stop microphone";
-  status("browser", `microphone at ${SAMPLE_RATE_HZ} Hz: frames appear ${(b.animator.lookaheadSamples / 16).toFixed(0)} ms after the sound`);
+  status("browser", `microphone at ${b.mic.rateHz} Hz: frames appear ${(b.animator.lookaheadSamples / 16).toFixed(0)} ms after the sound`);
 }
 
 async function stopMic() {
@@ -207,6 +233,9 @@ async function stopMic() {
   if (!b.mic) return;
   await b.mic.stop();
   b.mic = null;
+  const animator = b.animator;
+  b.animator = null; // blocks still queued are dropped
+  animator?.free?.(); // the WebAssembly stream's memory
   $("mic-toggle").textContent = "Start microphone";
 }
 
@@ -257,6 +286,7 @@ async function init() {
   const params = new URLSearchParams(location.search);
   state.config = await (await fetchOk("config.json")).json();
   state.fps = Number(params.get("fps") ?? state.config.fps ?? 30);
+  state.runtime = params.get("runtime");
   face = new Face($("face"));
   plot = new CurvePlot($("plot"), $("legend"));
   const faceLoaded = face.load(state.config.face);
@@ -318,12 +348,12 @@ window.distilface = {
   },
   pause: () => $("clip-audio").pause(),
   clipTime: () => $("clip-audio").currentTime,
-  /** The student in onnxruntime-web on an audio URL (default: the served clip) -> curves JSON + msPerFrame. */
+  /** The student in the browser on an audio URL (default: the served clip) -> curves JSON, msPerFrame, runtime. */
   async inferClip(url) {
     const buf = await (await fetchOk(url ?? state.config.clip.audio)).arrayBuffer();
-    const { track, msPerFrame, samples } = await animateInBrowser(buf);
-    status("browser", `${track.frames.length} frames, ${msPerFrame.toFixed(2)} ms per frame`);
-    return { ...track.toJSON(), msPerFrame, samples };
+    const { track, msPerFrame, samples, rateHz, runtime } = await animateInBrowser(buf);
+    status("browser", `${track.frames.length} frames, ${runtime} ${msPerFrame.toFixed(2)} ms per frame`);
+    return { ...track.toJSON(), msPerFrame, samples, rateHz, runtime };
   },
   connectLive(url) {
     setMode("live");
@@ -334,7 +364,8 @@ window.distilface = {
   /** Mode 3's state; withCurves: also its curves as JSON. */
   browser: (withCurves = false) => {
     const b = state.browser;
-    return { source: b.source, frames: b.frames, msPerFrame: b.msPerFrame, mic: Boolean(b.mic),
+    return { source: b.source, frames: b.frames, msPerFrame: b.msPerFrame, mic: Boolean(b.mic), runtime: b.runtime,
+      rateHz: b.rateHz,
       curves: withCurves && b.track ? b.track.toJSON() : null };
   },
   mouthRect: () => face.mouthRect(),

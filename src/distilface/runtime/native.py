@@ -203,6 +203,9 @@ def load_library() -> ctypes.CDLL:
         getattr(lib, name).argtypes, getattr(lib, name).restype = [vp], None
     lib.df_stream_stats.argtypes, lib.df_stream_stats.restype = [vp, vp], None
     lib.df_model_load.restype, lib.df_model_load.argtypes = vp, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.df_model_load_memory.restype = vp
+    lib.df_model_load_memory.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_char_p,
+                                         ctypes.c_size_t]
     lib.df_model_stream.restype, lib.df_model_stream.argtypes = vp, [vp, ctypes.c_double, vp]
     lib.df_model_free.restype, lib.df_model_free.argtypes = None, [vp]
     lib.df_model_name.restype, lib.df_model_name.argtypes = ctypes.c_char_p, [vp, ctypes.c_int]

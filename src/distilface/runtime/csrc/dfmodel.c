@@ -42,21 +42,39 @@ static int fail(char *err, size_t len, const char *path, const char *what) {
     return 0;
 }
 
-static int read_i32(FILE *f, int32_t *v) { return fread(v, 4, 1, f) == 1; }
+/* Where the bytes come from: a file, or a buffer already in memory (`df_model_load_memory`). */
+typedef struct {
+    FILE *file;
+    const unsigned char *data;
+    size_t size, pos;
+} reader;
+
+/* As fread, from either source: the number of whole items read. */
+static size_t get(reader *r, void *dst, size_t size, size_t count) {
+    if (r->file) return fread(dst, size, count, r->file);
+    const size_t fit = (r->size - r->pos) / size, n = count < fit ? count : fit;
+    memcpy(dst, r->data + r->pos, size * n);
+    r->pos += size * n;
+    return n;
+}
+
+static int at_end(reader *r) { return r->file ? fgetc(r->file) == EOF : r->pos == r->size; }
+
+static int read_i32(reader *f, int32_t *v) { return get(f, v, 4, 1) == 1; }
 
 /* The next array, which must hold `count` values of `size` bytes (4: float, 2: a weight matrix
  * in half precision). */
-static void *read_values(df_model *m, FILE *f, int64_t count, size_t size) {
+static void *read_values(df_model *m, reader *f, int64_t count, size_t size) {
     int32_t n;
     if (!read_i32(f, &n) || n != count || count <= 0) return NULL;
     void *a = malloc(size * (size_t)count);
     if (!a) return NULL;
-    if (fread(a, size, (size_t)count, f) != (size_t)count) { free(a); return NULL; }
+    if (get(f, a, size, (size_t)count) != (size_t)count) { free(a); return NULL; }
     m->data[m->n_data++] = a;
     return a;
 }
 
-static float *read_array(df_model *m, FILE *f, int64_t count) { return read_values(m, f, count, sizeof(float)); }
+static float *read_array(df_model *m, reader *f, int64_t count) { return read_values(m, f, count, sizeof(float)); }
 
 /* An IEEE half-precision value as a float (exact: every half is a float). */
 static float half_to_float(uint16_t h) {
@@ -79,7 +97,7 @@ static float half_to_float(uint16_t h) {
 /* A weight matrix: float, or half precision in a half file, widened to float here. Half
  * precision halves the file; the step keeps float weights, which it multiplies faster (widening
  * in its inner loop cost 20-25 % per frame and saved nothing with cold caches: docs/runtime.md). */
-static float *read_matrix(df_model *m, FILE *f, int64_t count) {
+static float *read_matrix(df_model *m, reader *f, int64_t count) {
     if (!m->half) return read_array(m, f, count);
     uint16_t *h = read_values(m, f, count, sizeof(uint16_t));
     float *a = h ? malloc(sizeof(float) * (size_t)count) : NULL;
@@ -90,7 +108,7 @@ static float *read_matrix(df_model *m, FILE *f, int64_t count) {
     return a;
 }
 
-static int load_arrays(df_model *m, FILE *f) {
+static int load_arrays(df_model *m, reader *f) {
     df_net *net = &m->net;
     const int64_t C = net->channels, cp = net->cp, W = net->steps;
     int64_t cin = 1;
@@ -133,15 +151,15 @@ void df_model_free(df_model *m) {
     free(m->names); free(m->name); free(m);
 }
 
-static int load(df_model *m, FILE *f, const char *path, char *err, size_t len) {
+static int load(df_model *m, reader *f, const char *path, char *err, size_t len) {
     char magic[4];
     int32_t version, n;
-    if (fread(magic, 1, 4, f) != 4 || memcmp(magic, "DFN1", 4)) return fail(err, len, path, "not a DistilFace native model (.dfn)");
+    if (get(f, magic, 1, 4) != 4 || memcmp(magic, "DFN1", 4)) return fail(err, len, path, "not a DistilFace native model (.dfn)");
     if (!read_i32(f, &version) || version != DFN_VERSION)
         return fail(err, len, path, "unsupported .dfn version (this runtime reads 2: export it again)");
     if (!read_i32(f, &n) || n < DFN_INTS || n > DFN_INTS + DFN_LISTS_MAX) return fail(err, len, path, "bad header size");
     int32_t ints[DFN_INTS + DFN_LISTS_MAX];
-    if (fread(ints, 4, (size_t)n, f) != (size_t)n) return fail(err, len, path, "truncated header");
+    if (get(f, ints, 4, (size_t)n) != (size_t)n) return fail(err, len, path, "truncated header");
     memcpy(m->g, ints, sizeof m->g);
     df_net *net = &m->net;
     const int32_t *g = m->g;
@@ -176,14 +194,14 @@ static int load(df_model *m, FILE *f, const char *path, char *err, size_t len) {
         net->proj_in != net->enc_cout[net->n_enc - 1])
         return fail(err, len, path, "inconsistent header");
     float fl[6];
-    if (fread(fl, 4, 6, f) != 6) return fail(err, len, path, "truncated header");
+    if (get(f, fl, 4, 6) != 6) return fail(err, len, path, "truncated header");
     net->enc_eps = fl[0]; net->proj_eps = fl[1]; net->red_eps = fl[2];
     net->mel_floor = fl[3]; net->mel_scale = fl[4]; net->mel_shift = fl[5];
     int32_t nb;
     if (!read_i32(f, &nb) || nb < 0 || nb > (1 << 20)) return fail(err, len, path, "bad names");
     m->names = malloc((size_t)nb + 1);
     m->name = calloc((size_t)net->outputs + 1, sizeof(char *));
-    if (!m->names || !m->name || fread(m->names, 1, (size_t)nb, f) != (size_t)nb) return fail(err, len, path, "truncated names");
+    if (!m->names || !m->name || get(f, m->names, 1, (size_t)nb) != (size_t)nb) return fail(err, len, path, "truncated names");
     m->names[nb] = '\0';
     int lines = 1;
     for (int i = 0; i < nb; i++) lines += m->names[i] == '\n';
@@ -196,17 +214,26 @@ static int load(df_model *m, FILE *f, const char *path, char *err, size_t len) {
     }
     int32_t arrays;
     if (!read_i32(f, &arrays) || !load_arrays(m, f)) return fail(err, len, path, "truncated or mis-sized weights");
-    if (arrays != m->n_data || fgetc(f) != EOF) return fail(err, len, path, "unexpected data after the weights");
+    if (arrays != m->n_data || !at_end(f)) return fail(err, len, path, "unexpected data after the weights");
     return 1;
 }
 
 df_model *df_model_load(const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { fail(err, errlen, path, "cannot open"); return NULL; }
+    reader r = {fopen(path, "rb"), NULL, 0, 0};
+    if (!r.file) { fail(err, errlen, path, "cannot open"); return NULL; }
     df_model *m = calloc(1, sizeof *m);
-    int ok = m && load(m, f, path, err, errlen);
-    fclose(f);
+    int ok = m && load(m, &r, path, err, errlen);
+    fclose(r.file);
     if (!ok) { df_model_free(m); return NULL; }
+    return m;
+}
+
+/* The same from `size` bytes already in memory (an engine's asset system, a browser's fetch);
+ * `name` stands for the file in error messages. The bytes are copied: free them when it returns. */
+df_model *df_model_load_memory(const void *data, size_t size, const char *name, char *err, size_t errlen) {
+    reader r = {NULL, data, data ? size : 0, 0};
+    df_model *m = calloc(1, sizeof *m);
+    if (!m || !load(m, &r, name ? name : "(memory)", err, errlen)) { df_model_free(m); return NULL; }
     return m;
 }
 

@@ -88,7 +88,34 @@ static void conv_rows(const float *x, int xs, int cin, int t_out, int s, int k, 
     for (; n < np; n += 8) rows_of(x, xs, cin, t_out, s, k, dil, w, np, n, bias, y, 1);
 }
 
-static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+#if defined(__wasm__)
+/* WebAssembly has no vector libm: erff would run one value at a time and take most of a C0/4
+ * frame there (distilface.runtime.wasm). Instead a rational approximation the compiler
+ * vectorises: x P(x^2) / Q(x^2) on x clamped to [-4, 4] (beyond, erf is +-1 in float), P of
+ * degree 6 and Q of degree 4 in x^2, the minimax fit that Eigen and XLA use for float erf; within
+ * 4.2e-7 of erf over [-6, 6] (checked in float32 against math.erf, 2 M points). */
+static inline float erf_(float x) {
+    x = x < -4.f ? -4.f : (x > 4.f ? 4.f : x);
+    const float x2 = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 - 2.10102402082508e-06f;
+    p = p * x2 - 5.69250639462346e-05f;
+    p = p * x2 - 7.34990630326855e-04f;
+    p = p * x2 - 2.95459980854025e-03f;
+    p = p * x2 - 1.60960333262415e-02f;
+    float q = -1.45660718464996e-05f;
+    q = q * x2 - 2.13374055278905e-04f;
+    q = q * x2 - 1.68282697438203e-03f;
+    q = q * x2 - 7.37332916720468e-03f;
+    q = q * x2 - 1.42647390514189e-02f;
+    return x * p / q;
+}
+#else
+#define erf_ erff  /* glibc: vectorised by libmvec under -ffast-math */
+#endif
+
+static inline float gelu(float x) { return 0.5f * x * (1.0f + erf_(x * 0.70710678118654752f)); }
 
 static void gelu_rows(float *x, int rows, int c, int cp) {
     for (int t = 0; t < rows; t++) {

@@ -69,6 +69,7 @@ void df_stream_free(df_stream *s);
 /* dfmodel.c: a .dfn file (`distilface export --native -o model.dfn`) for callers without Python. */
 typedef struct df_model df_model;
 df_model *df_model_load(const char *path, char *err, size_t errlen);
+df_model *df_model_load_memory(const void *data, size_t size, const char *name, char *err, size_t errlen);
 const df_net *df_model_net(const df_model *m);
 int df_model_outputs(const df_model *m);
 const char *df_model_name(const df_model *m, int i);
