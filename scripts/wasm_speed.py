@@ -2,7 +2,7 @@
 
 Builds distilface.wasm (distilface.runtime.wasm), writes MODEL's .dfn (on --frame-grid, as the
 viewer streams it), loops the example clip to --seconds, and streams it offline (one second per
-push) `--repeats` times through each: web/src/native.js in Node (scripts/wasm_stream.mjs) and the
+push) `--repeats` times through each: src/distilface/runtime/js/distilface.js in Node (scripts/wasm_stream.mjs) and the
 same .dfn in C (`stream_dfn`, the gcc -march=native build). Prints medians in ms per 30 fps frame
 and their ratio, and the largest difference between the two runtimes' frames. Used for the
 numbers in docs/viewer.md ("In the browser"):
@@ -51,7 +51,7 @@ def main() -> None:
         tmp = Path(tmp)
         wasm, dfn = build_wasm(tmp / "distilface.wasm"), save_native(student, tmp / "m.dfn")
         (tmp / "audio.f32").write_bytes(audio.tobytes())
-        spec = {"native": str(ROOT / "web" / "src" / "native.js"), "wasm": str(wasm), "dfn": str(dfn),
+        spec = {"wasm": str(wasm), "dfn": str(dfn),
                 "audio": str(tmp / "audio.f32"), "out": str(tmp / "frames.f32"), "fps": fps, "rateHz": 16000,
                 "smooth": False, "chunks": [SAMPLE_RATE_HZ]}
         (tmp / "spec.json").write_text(json.dumps(spec))

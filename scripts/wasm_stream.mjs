@@ -1,15 +1,13 @@
-// Stream raw float32 audio through the browser viewer's WebAssembly runtime (web/src/native.js) in
-// Node: the test of tests/test_wasm.py and the timings of scripts/wasm_speed.py.
-// Usage: node wasm_stream.mjs SPEC.json, SPEC = {native, wasm, dfn, audio, out, fps, rateHz, smooth,
-// chunks}: native the path of native.js; audio a file of float32 samples at rateHz, pushed in
-// `chunks` sizes taken in turn; `out` receives the frames as float32 (frames x outputs).
+// Stream raw float32 audio through the WebAssembly runtime (src/distilface/runtime/js/distilface.js)
+// in Node: the test of tests/test_wasm.py and the timings of scripts/wasm_speed.py.
+// Usage: node wasm_stream.mjs SPEC.json, SPEC = {wasm, dfn, audio, out, fps, rateHz, smooth,
+// chunks}: audio a file of float32 samples at rateHz, pushed in `chunks` sizes taken in turn; `out` receives the frames as float32 (frames x outputs).
 // Prints {names, frames, lookaheadSamples, streamMs} as JSON (streamMs: the pushes and the finish,
 // not loading), or the error's message on stderr with exit status 1.
 import { readFileSync, writeFileSync } from "node:fs";
-import { pathToFileURL } from "node:url";
+import { WasmModel } from "../src/distilface/runtime/js/distilface.js";
 
 const spec = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const { WasmModel } = await import(pathToFileURL(spec.native).href);
 try {
   const model = await WasmModel.fromBytes(readFileSync(spec.wasm), readFileSync(spec.dfn), { name: "m" });
   const buf = readFileSync(spec.audio);

@@ -1,5 +1,5 @@
 """The C runtime compiled to WebAssembly (distilface.runtime.wasm) and driven by the browser
-viewer's own module (web/src/native.js), run in Node: frames equal the torch student's offline
+viewer's and the web kit's module (runtime/js/distilface.js), run in Node: frames equal the torch student's offline
 frames for any chunking, at 16 and 48 kHz, with and without smoothing; bad model files fail with
 the C loader's message; the build is atomic and says what is missing. The in-browser run is in
 tests/test_view.py."""
@@ -22,7 +22,6 @@ from distilface.smoothing import EnsembleSmoothed
 from distilface.student import on_frame_grid
 
 ROOT = Path(__file__).resolve().parents[1]
-NATIVE_JS = ROOT / "web" / "src" / "native.js"
 RUNNER = ROOT / "scripts" / "wasm_stream.mjs"
 AUDIO = load_audio(EXAMPLE_AUDIO)[: 16000 * 3]
 NODE = shutil.which("node") or shutil.which("nodejs")
@@ -40,7 +39,7 @@ def wasm_file(tmp_path_factory):
 
 def run_node(tmp_path, wasm_path, dfn, audio, fps=30.0, rate_hz=16000, smooth=False, chunks=(16000,)):
     (tmp_path / "audio.f32").write_bytes(np.asarray(audio, np.float32).tobytes())
-    spec = {"native": str(NATIVE_JS), "wasm": str(wasm_path), "dfn": str(dfn), "audio": str(tmp_path / "audio.f32"),
+    spec = {"wasm": str(wasm_path), "dfn": str(dfn), "audio": str(tmp_path / "audio.f32"),
             "out": str(tmp_path / "frames.f32"), "fps": fps, "rateHz": rate_hz, "smooth": smooth,
             "chunks": list(chunks)}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
@@ -98,7 +97,7 @@ def test_wasm_build_is_atomic_and_names_what_is_missing(tmp_path, monkeypatch, w
         console.log(JSON.stringify(WebAssembly.Module.imports(m).map((i) => i.module + "." + i.name)));
         console.log(JSON.stringify(WebAssembly.Module.exports(m).map((e) => e.name)));"""],
                              capture_output=True, text=True, check=True).stdout.splitlines()
-    # no WASI runtime needed: only stdio's few imports, which native.js answers with ENOSYS
+    # no WASI runtime needed: only stdio's few imports, which distilface.js answers with ENOSYS
     assert set(json.loads(imports[0])) <= {"wasi_snapshot_preview1.fd_close", "wasi_snapshot_preview1.fd_seek",
                                            "wasi_snapshot_preview1.fd_write"}
     assert set(wasm.EXPORTS) <= set(json.loads(imports[1]))
@@ -109,3 +108,131 @@ def test_wasm_build_is_atomic_and_names_what_is_missing(tmp_path, monkeypatch, w
         wasm.build_wasm(out)
     assert out.read_bytes() == b"previous"  # a failed build leaves what was there
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.wasm"]
+
+
+# -- the web kit (`export --native --engine-kit --kit-target web`) --------------------------------
+
+def _pcm(rate):
+    x = resample(AUDIO, 16000, rate)
+    return np.clip(np.round(x * 32768), -32768, 32767).astype("<i2")
+
+
+@pytest.fixture(scope="module")
+def web_kit(tmp_path_factory, wasm_file):
+    import torch
+
+    from distilface.checkpoint import save_checkpoint
+    from distilface.cli import main
+    from distilface.student import StudentConfig, build_student
+
+    d = tmp_path_factory.mktemp("webkit")
+    torch.manual_seed(0)
+    student = build_student(StudentConfig(channels=16, context_groups=8)).eval()
+    save_checkpoint(d / "tiny.pt", student)
+    main(["export", str(d / "tiny.pt"), "--native", "-o", str(d / "kit" / "m.dfn"), "--engine-kit",
+          "--kit-target", "web"])
+    return d / "kit", student
+
+
+def test_web_kit_files_and_sums(web_kit):
+    import hashlib
+
+    from distilface.cli import main
+
+    kit, _ = web_kit
+    meta = json.loads((kit / "kit.json").read_text())
+    assert (meta["target"], meta["machine"]) == ("web", "wasm32") and "-msimd128" in meta["step_flags"]
+    assert set(meta["files"]) == {"m.dfn", "distilface.wasm", "distilface.js", "example.mjs", "example.html"}
+    for name, f in meta["files"].items():
+        data = (kit / name).read_bytes()
+        assert f["bytes"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (kit / "distilface.js").read_bytes() == (wasm.JS_DIR / "distilface.js").read_bytes()
+    with pytest.raises(SystemExit, match="no --march"):
+        main(["export", str(kit.parent / "tiny.pt"), "--native", "-o", str(kit.parent / "x" / "m.dfn"),
+              "--engine-kit", "--kit-target", "web", "--march", "native"])
+    assert not (kit.parent / "x").exists()  # refused before anything is written
+
+
+def test_web_kit_node_example_streams_like_torch(web_kit):
+    """example.mjs as its comment runs it: 16-bit PCM on stdin at 48, 16 and 44.1 kHz -> CSV."""
+    kit, s = web_kit
+    for rate, fps, smooth in ((48000, 30.0, False), (16000, 60.0, True), (44100, 30.0, True)):
+        pcm = _pcm(rate)
+        r = subprocess.run([NODE, str(kit / "example.mjs"), str(kit / "m.dfn"), f"{fps:g}", str(rate)]
+                           + (["smooth"] if smooth else []), input=pcm.tobytes(), capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr.decode()
+        lines = r.stdout.decode().splitlines()
+        assert lines[0].split(",") == ["frame", "time_s", *s.cfg.names]
+        got = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+        want = animate_audio(EnsembleSmoothed(s) if smooth else s,
+                             resample(pcm.astype(np.float32) / 32768, rate, 16000), fps).values
+        assert got.shape == (len(want), 2 + len(s.cfg.names))
+        np.testing.assert_array_equal(got[:, 0], np.arange(len(want)))
+        np.testing.assert_allclose(got[:, 1], np.arange(len(want)) / fps, atol=1e-6)
+        np.testing.assert_allclose(got[:, 2:], want, atol=1e-4, rtol=0)
+    (kit.parent / "bad.dfn").write_bytes((kit / "m.dfn").read_bytes()[:40])
+    for args, message in (([str(kit.parent / "bad.dfn")], "example: bad.dfn: truncated header"),
+                          ([str(kit / "m.dfn"), "30", "16001"], "cannot stream 16001 Hz audio: sample rate not supported"),
+                          ([str(kit.parent / "none.dfn")], "none.dfn"),
+                          ([], "usage: node example.mjs MODEL.dfn")):
+        r = subprocess.run([NODE, str(kit / "example.mjs"), *args], input=b"", capture_output=True, timeout=60)
+        assert r.returncode in (1, 2) and message in r.stderr.decode(), r.stderr.decode()
+
+
+def test_web_kit_page_example_in_chromium(web_kit, tmp_path):
+    """example.html served as its comment says (a plain HTTP server on the kit folder), in headless
+    Chromium: a 48 kHz stereo WAV -> the torch student's frames (mono mix, resample_poly); the
+    fake microphone at the device's rate -> frames."""
+    import functools
+    import http.server
+    import threading
+
+    import soundfile as sf
+    from test_view import CHROMIUM, CHROMIUM_ARGS
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright not installed (requirements.lock pins it)")
+    if CHROMIUM is None:
+        pytest.skip("Debian chromium not installed (scripts/setup.sh installs it)")
+    kit, s = web_kit
+    x = resample(AUDIO, 16000, 48000)
+    sf.write(tmp_path / "speech48k.wav", np.stack([x, 0.25 * x], axis=1), 48000, subtype="PCM_16")
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(kit))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(f"http://127.0.0.1:{srv.server_address[1]}/example.html")
+            page.evaluate("window.kit.ready.then(() => true)")
+            page.set_input_files("#file", str(tmp_path / "speech48k.wav"))
+            page.wait_for_function("window.kit.result !== null", timeout=60_000)
+            got = page.evaluate("window.kit.result")
+            assert "error" not in got, got
+            assert got["names"] == list(s.cfg.names) and got["rateHz"] == 48000
+            want = animate_audio(s, load_audio(tmp_path / "speech48k.wav"), 30.0).values
+            values = np.asarray(got["frames"])
+            assert values.shape == want.shape
+            np.testing.assert_allclose(values, want, atol=1e-4, rtol=0)
+            assert page.locator("#csv").get_attribute("href").startswith("blob:")
+            page.click("#mic")
+            page.wait_for_function("window.kit.mic.frames >= 10", timeout=30_000)
+            device_hz = page.evaluate("(async () => { const c = new AudioContext(); const r = c.sampleRate; "
+                                      "await c.close(); return r; })()")
+            assert page.evaluate("window.kit.mic.rateHz") == device_hz
+            page.click("#mic")
+            page.wait_for_function("!window.kit.mic.running", timeout=10_000)
+        finally:
+            browser.close()
+            srv.shutdown()
+    assert problems == []

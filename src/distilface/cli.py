@@ -129,11 +129,11 @@ def _export(a: argparse.Namespace) -> None:
 
         if a.int8 or a.eval_sets:
             raise SystemExit("export --native: no --int8 or --eval-sets (the C step is fp32, or fp16 weights with --half)")
+        if a.engine_kit and a.kit_target == "web" and a.march is not None:
+            raise SystemExit("export --kit-target web: no --march (WebAssembly has no CPU level)")
         report = export_native(model, a.out, fps=a.fps, source=a.model or path.stem, half=a.half)
         if a.engine_kit:
-            from distilface.runtime.kit import write_engine_kit
-
-            from distilface.runtime.kit import DEFAULT_MARCH
+            from distilface.runtime.kit import DEFAULT_MARCH, write_engine_kit
 
             default = DEFAULT_MARCH if a.kit_target == "host" else "x86-64-v3"
             march = {None: default, "portable": None}.get(a.march, a.march)
@@ -425,9 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --native -o DIR/NAME.dfn: also write the C runtime as libdistilface.so (built for "
                          "--march, not this machine), dfstep.h, the C# binding DistilFace.cs with Example.cs, and "
                          "kit.json (sha256 sums) into DIR, for an engine or plugin (docs/engines.md)")
-    ex.add_argument("--kit-target", choices=("host", "windows"), default="host",
-                    help="--engine-kit: the library for this machine's OS (libdistilface.so here), or distilface.dll "
-                         "for x86-64 Windows, cross-compiled with MinGW-w64 (scripts/setup-extra.sh windows)")
+    ex.add_argument("--kit-target", choices=("host", "windows", "web"), default="host",
+                    help="--engine-kit: the library for this machine's OS (libdistilface.so here), distilface.dll "
+                         "for x86-64 Windows, cross-compiled with MinGW-w64 (scripts/setup-extra.sh windows), or "
+                         "web: distilface.wasm and distilface.js for browsers and Node, with examples")
     ex.add_argument("--march", default=None, metavar="LEVEL",
                     help="--engine-kit: the CPU level the library is compiled for (default x86-64-v3 on x86: AVX2 "
                          "and FMA; 'native': this machine's; 'portable': the compiler's default)")
@@ -621,6 +622,12 @@ def main(argv: list[str] | None = None) -> None:
         # OSError: a missing or unwritable path, a port in use): one line, no traceback. -v or
         # DISTILFACE_DEBUG=1 shows where it came from; any other exception is a bug and tracebacks.
         if debug:
+            raise
+        sys.exit(f"{name}: {_one_line(e)}")
+    except RuntimeError as e:
+        from distilface.runtime.native import NativeUnavailable
+
+        if debug or not isinstance(e, NativeUnavailable):  # a missing compiler is the machine's, not a bug
             raise
         sys.exit(f"{name}: {_one_line(e)}")
     except KeyboardInterrupt:

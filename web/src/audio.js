@@ -1,40 +1,17 @@
 // Audio in the page, as mono Float32Array.
 //
-// Files: decodeAudioData of an OfflineAudioContext at the rate asked for (`decodeAt`). At the
-// file's own rate (WAV and FLAC declare it: `declaredRateHz`) nothing is resampled and the samples
-// are the file's, which the WebAssembly runtime resamples to 16 kHz as Python's resample_poly
-// does; at any other rate the browser's own resampler runs, whose samples differ slightly.
+// Files: decodeAudioData of an OfflineAudioContext at 16 kHz for onnxruntime-web (`decodeAt`; the
+// browser's resampler, whose samples differ slightly from resample_poly's). The WebAssembly
+// runtime decodes at the file's own rate instead (`decodeFor` of distilface.js) and resamples in C.
 // Channels are averaged, as distilface.audio.mix_to_mono does.
 // Microphone: an AudioContext at the device's rate (or at 16 kHz, where the browser resamples)
 // and an AudioWorklet that posts each 128-sample render quantum to the page.
+import { decodeMono } from "../../src/distilface/runtime/js/distilface.js";
 import { SAMPLE_RATE_HZ } from "./infer.js";
-
-/** The sample rate in a WAV's "fmt " chunk or a FLAC's STREAMINFO, else null (other formats). */
-export function declaredRateHz(arrayBuffer) {
-  const b = new Uint8Array(arrayBuffer), v = new DataView(arrayBuffer), tag = (at) => String.fromCharCode(...b.subarray(at, at + 4));
-  if (b.length >= 12 && tag(0) === "RIFF" && tag(8) === "WAVE") {
-    for (let at = 12; at + 16 <= b.length; at += 8 + v.getUint32(at + 4, true) + (v.getUint32(at + 4, true) & 1)) {
-      if (tag(at) === "fmt ") return v.getUint32(at + 12, true) || null;
-    }
-    return null;
-  }
-  if (b.length >= 21 && tag(0) === "fLaC" && (b[4] & 0x7f) === 0) { // first metadata block: STREAMINFO
-    return ((b[18] << 12) | (b[19] << 4) | (b[20] >> 4)) || null;
-  }
-  return null;
-}
 
 /** The file decoded to mono at rateHz (16 kHz by default). */
 export async function decodeAt(arrayBuffer, rateHz = SAMPLE_RATE_HZ) {
-  const ctx = new OfflineAudioContext({ numberOfChannels: 1, length: 1, sampleRate: rateHz });
-  const buffer = await ctx.decodeAudioData(arrayBuffer);
-  const mono = new Float32Array(buffer.length);
-  for (let c = 0; c < buffer.numberOfChannels; c++) {
-    const ch = buffer.getChannelData(c);
-    for (let i = 0; i < mono.length; i++) mono[i] += ch[i];
-  }
-  if (buffer.numberOfChannels > 1) for (let i = 0; i < mono.length; i++) mono[i] /= buffer.numberOfChannels;
-  return mono;
+  return decodeMono(arrayBuffer, rateHz);
 }
 
 const WORKLET = `

@@ -2,14 +2,14 @@
 //   clip     an audio file and its curves (`distilface animate`), played in sync
 //   live     frames from `distilface stream --output ws`
 //   browser  microphone or file -> the student in the browser -> face, no server involved: the C
-//            runtime as WebAssembly where the server built it (native.js), else onnxruntime-web
+//            runtime as WebAssembly where the server built it (distilface.js), else onnxruntime-web
 // plus a model selector, the model's latency and a scrolling plot of mouth curves.
 // `window.distilface` is a small hook for tests and scripting (see the end of this file).
-import { decodeAt, declaredRateHz, Microphone } from "./audio.js";
+import { decodeAt, Microphone } from "./audio.js";
 import { Face } from "./face.js";
 import { fetchOk, LiveAnimator, SAMPLE_RATE_HZ, WindowModel } from "./infer.js";
 import { LiveClient } from "./live.js";
-import { WasmModel } from "./native.js";
+import { decodeFor, WasmModel } from "../../src/distilface/runtime/js/distilface.js"; // the web kit's module too
 import { CurvePlot } from "./plot.js";
 import { Track } from "./track.js";
 
@@ -164,10 +164,9 @@ function connectLive(url) {
 
 async function animateInBrowser(arrayBuffer) {
   const model = await getModel();
-  // the WebAssembly runtime resamples as Python does: decode at the file's own rate where it says
-  let rateHz = model.runtime === "wasm" ? declaredRateHz(arrayBuffer) : null;
-  if (!rateHz || !model.supportsRate(rateHz)) rateHz = SAMPLE_RATE_HZ;
-  const audio = await decodeAt(arrayBuffer, rateHz);
+  // the WebAssembly runtime resamples as Python does: decoded at the file's own rate where it says
+  const { samples: audio, rateHz } = model.runtime === "wasm" ? await decodeFor(model, arrayBuffer)
+    : { samples: await decodeAt(arrayBuffer), rateHz: SAMPLE_RATE_HZ };
   const out = await model.animate(audio, state.fps, (done, n) => status("browser", `frame ${done} / ${n}`), rateHz);
   state.browser.runtime = model.runtime;
   return { track: new Track(state.fps, model.names, out.frames), msPerFrame: out.msPerFrame, samples: audio.length,

@@ -7,6 +7,11 @@ binding (`DistilFace.cs`, for Unity, Godot .NET and any .NET or Mono program) an
 (`Example.cs`), and a `kit.json` of sha256 sums and build flags. Why a separate build: the cached
 library of `native.build` is compiled with -march=native for the machine it runs on; a kit goes
 to players' machines (docs/engines.md).
+
+`--kit-target web` writes the runtime for browsers and Node instead: the same C sources compiled
+to WebAssembly (`distilface.wasm`, distilface.runtime.wasm), the module that drives it
+(`distilface.js`, the one the browser viewer runs) and two examples (`example.mjs` for Node,
+`example.html` for a page).
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ from distilface.fileio import atomic_path
 from distilface.runtime import native
 
 CSHARP = Path(__file__).with_name("csharp")
+JS = Path(__file__).with_name("js")
 # target -> (library file name, compiler, extra link flags). "host": this machine's OS and C
 # compiler. "windows": x86-64 Windows, cross-compiled with MinGW-w64 (Debian:
 # gcc-mingw-w64-x86-64); the DLL imports only KERNEL32 and msvcrt (libgcc linked in).
+# "web": WebAssembly (clang for wasm32, distilface.runtime.wasm), no CPU level.
 TARGETS = {"host": ("libdistilface.so", None, ()),
-           "windows": ("distilface.dll", "x86_64-w64-mingw32-gcc", ("-static-libgcc",))}
+           "windows": ("distilface.dll", "x86_64-w64-mingw32-gcc", ("-static-libgcc",)),
+           "web": ("distilface.wasm", None, ())}
 # x86-64-v3: AVX2 and FMA, every x86 desktop CPU since 2013-2015 (Haswell, Excavator, Zen); the
 # step's 256-bit products need them to run at full speed. Elsewhere (arm64) the compiler's default.
 DEFAULT_MARCH = "x86-64-v3" if platform.machine() in ("x86_64", "AMD64") else None  # (host target)
@@ -47,28 +55,37 @@ def _sha256(path: Path) -> str:
 def write_engine_kit(model_path: str | Path, march: str | None = DEFAULT_MARCH,
                      target: str = "host") -> dict[str, Any]:
     """The kit beside `model_path` (a .dfn): library (for `target`, a key of TARGETS), header, C#
-    binding and example, kit.json; every file written atomically. Returns kit.json's content."""
+    binding and example (for "web": distilface.wasm, distilface.js and examples; `march` unused),
+    kit.json; every file written atomically. Returns kit.json's content."""
     model_path = Path(model_path)
     if model_path.suffix != ".dfn":
         raise ValueError(f"{model_path}: an engine kit goes with a .dfn file (the C loader's format)")
     if target not in TARGETS:
         raise ValueError(f"engine kit target {target!r}: one of {', '.join(TARGETS)}")
     name, cc, ldflags = TARGETS[target]
-    if cc is not None and shutil.which(cc) is None:
-        raise native.NativeUnavailable(f"an engine kit for {target} needs {cc} (Debian: apt-get install "
-                                       f"gcc-mingw-w64-x86-64; scripts/setup-extra.sh windows)")
     folder = model_path.parent
-    flags = step_flags(march)
-    lib = native.compile_library(folder / name, flags, cc=cc, ldflags=(*native.LDFLAGS, *ldflags))
-    copies = [(native.CSRC / "dfstep.h", folder / "dfstep.h"),
-              (CSHARP / "DistilFace.cs", folder / "DistilFace.cs"),
-              (CSHARP / "Example.cs", folder / "Example.cs")]
+    if target == "web":
+        from distilface.runtime import wasm
+
+        flags = (*wasm.TARGET, *wasm.STEP_FLAGS)
+        lib, cc = wasm.build_wasm(folder / name), wasm.compiler()
+        copies = [(JS / f, folder / f) for f in ("distilface.js", "example.mjs", "example.html")]
+    else:
+        if cc is not None and shutil.which(cc) is None:
+            raise native.NativeUnavailable(f"an engine kit for {target} needs {cc} (Debian: apt-get install "
+                                           f"gcc-mingw-w64-x86-64; scripts/setup-extra.sh windows)")
+        flags = step_flags(march)
+        lib = native.compile_library(folder / name, flags, cc=cc, ldflags=(*native.LDFLAGS, *ldflags))
+        copies = [(native.CSRC / "dfstep.h", folder / "dfstep.h"),
+                  (CSHARP / "DistilFace.cs", folder / "DistilFace.cs"),
+                  (CSHARP / "Example.cs", folder / "Example.cs")]
     for src, dst in copies:
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
     files = [model_path, lib, *(dst for _, dst in copies)]
     kit = {"format": "distilface-engine-kit", "version": 1, "abi": native.ABI, "target": target,
-           "step_flags": list(flags), "compiler": cc or native.compiler(), "machine": platform.machine(),
+           "step_flags": list(flags), "compiler": cc or native.compiler(),
+           "machine": "wasm32" if target == "web" else platform.machine(),
            "files": {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}}
     with atomic_path(folder / "kit.json") as tmp:
         Path(tmp).write_text(json.dumps(kit, indent=2) + "\n")

@@ -4,7 +4,8 @@ The same csrc/ the native runtime builds (the step, the streaming bookkeeping, r
 .dfn loader, which the page feeds from memory with `df_model_load_memory`), compiled by clang for
 wasm32-wasi with 128-bit SIMD: dfstep.c's 8-float vectors become pairs of wasm v128 operations.
 No WASI runtime is needed: nothing exported opens a file or prints, and the page answers the few
-WASI imports wasi-libc still declares with ENOSYS (web/src/native.js). Debian: clang lld
+WASI imports wasi-libc still declares with ENOSYS (js/distilface.js, the module that drives it
+in the viewer and in the web engine kit). Debian: clang lld
 wasi-libc libclang-rt-dev-wasm32 (scripts/setup.sh).
 """
 
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from distilface.runtime import native
 
-# What the page calls (web/src/native.js), and the allocator it passes buffers with.
+# What js/distilface.js calls, and the allocator it passes buffers with.
+JS_DIR = Path(__file__).with_name("js")
 EXPORTS = ("malloc", "free", "df_abi", "df_model_load_memory", "df_model_outputs", "df_model_name",
            "df_model_lookahead_samples", "df_model_stream", "df_model_free", "df_stream_set_input_rate",
            "df_stream_push", "df_stream_reset", "df_stream_free")
@@ -29,7 +31,7 @@ REST_FLAGS = ("-O2",)  # IEEE, as native.STREAM_CFLAGS: frame times and resampli
 SOURCES = (native.SOURCE, native.STREAM_SOURCE, native.MODEL_SOURCE, native.RESAMPLE_SOURCE)
 
 
-class WasmUnavailable(RuntimeError):
+class WasmUnavailable(native.NativeUnavailable):
     """No clang that targets wasm32-wasi (or no wasi-libc) on this machine."""
 
 
@@ -74,6 +76,7 @@ def _run(cmd: list[str]) -> None:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as e:
-        raise WasmUnavailable(f"{cmd[0]}: {e}") from e
+        raise WasmUnavailable(f"the WebAssembly runtime needs clang for wasm32-wasi ({cmd[0]}: {e.strerror}; "
+                              "Debian: apt-get install clang lld wasi-libc libclang-rt-dev-wasm32)") from e
     if proc.returncode:
         raise WasmUnavailable(f"building the WebAssembly runtime failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")

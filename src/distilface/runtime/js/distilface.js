@@ -1,8 +1,14 @@
-// The student in DistilFace's C runtime compiled to WebAssembly (distilface.wasm, built by
-// distilface.runtime.wasm from src/distilface/runtime/csrc): streaming with cached encoder state,
-// one call per push, as `NativeModel` runs it in Python, instead of one whole window per frame in
-// onnxruntime-web. Frames equal Python's offline `animate_audio` within 1e-4 (tests/test_wasm.py in
-// Node, tests/test_view.py in Chromium).
+// DistilFace's C runtime compiled to WebAssembly (distilface.wasm, built by
+// distilface.runtime.wasm from src/distilface/runtime/csrc), for browsers and Node: the student
+// streams with cached encoder state, one call per push, as `NativeModel` runs it in Python.
+// The browser viewer runs it (docs/viewer.md) and the web engine kit ships it
+// (`distilface export --native -o kit/M.dfn --engine-kit --kit-target web`, docs/engines.md).
+// Frames equal Python's offline `animate_audio` within 1e-4 (tests/test_wasm.py in Node,
+// tests/test_view.py in Chromium).
+//
+//   const model = await WasmModel.load("distilface.wasm", "model.dfn");
+//   const stream = model.stream(30, audioContext.sampleRate);  // resampled to 16 kHz inside
+//   for (const frame of stream.push(samples)) ...               // Float32Array of model.names.length
 //
 // Memory: the model (.dfn) is copied into the module's heap once; audio and frames go through two
 // heap buffers grown on demand. Views of the heap are re-made after every call that may grow it.
@@ -214,4 +220,43 @@ async function fetchOk(url) {
   const r = await fetch(url);
   if (!r.ok) throw new Error(`${url}: HTTP ${r.status} ${await r.text()}`);
   return r;
+}
+
+/** The sample rate in a WAV's "fmt " chunk or a FLAC's STREAMINFO (an ArrayBuffer of the file),
+ *  else null (other formats). Decoding at that rate leaves the samples as the file has them. */
+export function declaredRateHz(arrayBuffer) {
+  const b = new Uint8Array(arrayBuffer), v = new DataView(arrayBuffer);
+  const tag = (at) => String.fromCharCode(...b.subarray(at, at + 4));
+  if (b.length >= 12 && tag(0) === "RIFF" && tag(8) === "WAVE") {
+    for (let at = 12; at + 16 <= b.length; at += 8 + v.getUint32(at + 4, true) + (v.getUint32(at + 4, true) & 1)) {
+      if (tag(at) === "fmt ") return v.getUint32(at + 12, true) || null;
+    }
+    return null;
+  }
+  if (b.length >= 21 && tag(0) === "fLaC" && (b[4] & 0x7f) === 0) { // first metadata block: STREAMINFO
+    return ((b[18] << 12) | (b[19] << 4) | (b[20] >> 4)) || null;
+  }
+  return null;
+}
+
+/** Browsers: an audio file (ArrayBuffer) decoded to mono at rateHz by an OfflineAudioContext
+ *  (channels averaged, as distilface.audio.mix_to_mono does). */
+export async function decodeMono(arrayBuffer, rateHz) {
+  const ctx = new OfflineAudioContext({ numberOfChannels: 1, length: 1, sampleRate: rateHz });
+  const buffer = await ctx.decodeAudioData(arrayBuffer);
+  const mono = new Float32Array(buffer.length);
+  for (let c = 0; c < buffer.numberOfChannels; c++) {
+    const ch = buffer.getChannelData(c);
+    for (let i = 0; i < mono.length; i++) mono[i] += ch[i];
+  }
+  if (buffer.numberOfChannels > 1) for (let i = 0; i < mono.length; i++) mono[i] /= buffer.numberOfChannels;
+  return mono;
+}
+
+/** Browsers: an audio file for `model` -> {samples, rateHz}: at the rate a WAV or FLAC declares
+ *  (resampled inside the module as Python's resample_poly does), else 16 kHz by the browser. */
+export async function decodeFor(model, arrayBuffer) {
+  let rateHz = declaredRateHz(arrayBuffer);
+  if (!rateHz || !model.supportsRate(rateHz)) rateHz = 16000;
+  return { samples: await decodeMono(arrayBuffer, rateHz), rateHz };
 }
