@@ -26,7 +26,7 @@ EXPORTS = ("malloc", "free", "df_abi", "df_model_load_memory", "df_model_outputs
            "df_model_lookahead_samples", "df_model_stream", "df_model_free", "df_stream_set_input_rate",
            "df_stream_push", "df_stream_reset", "df_stream_free")
 TARGET = ("--target=wasm32-wasi", "--sysroot=/usr")  # Debian's wasi-libc: /usr/{include,lib}/wasm32-wasi
-STEP_FLAGS = ("-O3", "-msimd128", "-ffast-math")  # as native.CFLAGS: GELU's erff, reassociated products
+STEP_FLAGS = ("-O3", "-msimd128", "-ffast-math")  # as native.CFLAGS: reassociated products (GELU: dfstep.c's rational erf)
 REST_FLAGS = ("-O2",)  # IEEE, as native.STREAM_CFLAGS: frame times and resampling taps as Python's
 SOURCES = (native.SOURCE, native.STREAM_SOURCE, native.MODEL_SOURCE, native.RESAMPLE_SOURCE)
 

@@ -88,12 +88,14 @@ static void conv_rows(const float *x, int xs, int cin, int t_out, int s, int k, 
     for (; n < np; n += 8) rows_of(x, xs, cin, t_out, s, k, dil, w, np, n, bias, y, 1);
 }
 
-#if defined(__wasm__)
-/* WebAssembly has no vector libm: erff would run one value at a time and take most of a C0/4
- * frame there (distilface.runtime.wasm). Instead a rational approximation the compiler
- * vectorises: x P(x^2) / Q(x^2) on x clamped to [-4, 4] (beyond, erf is +-1 in float), P of
- * degree 6 and Q of degree 4 in x^2, the minimax fit that Eigen and XLA use for float erf; within
- * 4.2e-7 of erf over [-6, 6] (checked in float32 against math.erf, 2 M points). */
+#if !defined(__GLIBC__) || defined(DF_ERF_RATIONAL)
+/* Without glibc's libmvec (WebAssembly, MinGW on Windows, macOS, musl) erff runs one value at a
+ * time and takes most of a C0/4 frame. Instead a rational approximation the compiler vectorises:
+ * x P(x^2) / Q(x^2) on x clamped to [-4, 4] (beyond, erf is +-1 in float), P of degree 6 and Q of
+ * degree 4 in x^2, the minimax fit that Eigen and XLA use for float erf; within 4.2e-7 of erf over
+ * [-6, 6] (checked in float32 against math.erf, 2 M points). Measured (docs/engines.md): the
+ * Windows dfanimate on C0/4 2.1x faster under Wine; on glibc no faster than libmvec, so kept there
+ * (-DDF_ERF_RATIONAL selects it on glibc too, to compare). */
 static inline float erf_(float x) {
     x = x < -4.f ? -4.f : (x > 4.f ? 4.f : x);
     const float x2 = x * x;
