@@ -65,21 +65,27 @@ def run_until_killed(args: list, progress, at: int, timeout_s: float = 600) -> b
     return proc.returncode == -signal.SIGKILL
 
 
+def visible(folder: Path, pattern: str) -> list[Path]:
+    """What a reader globs: pathlib's glob, unlike the shell's, also matches hidden names, so the
+    temp files of atomic writes (".NAME.XXXX.flac", possibly half written at a kill) are dropped."""
+    return [p for p in folder.glob(pattern) if not p.name.startswith(".")]
+
+
 def count(folder: Path, pattern: str) -> int:
-    return sum(1 for _ in folder.glob(pattern))  # glob skips hidden (temp) files
+    return len(visible(folder, pattern))
 
 
 def assert_nothing_half_written(corpus: Path) -> None:
     """After a kill: every file under a reader's name is whole; no manifest before the end."""
     assert not (corpus / "manifest.jsonl").exists()
-    for record in (corpus / "records").glob("*.json"):
+    for record in visible(corpus / "records", "*.json"):
         made = read_json(record)  # whole JSON
         if "failed" not in made:  # its audio and phones were renamed into place before it
             assert sf.info(corpus / made["audio"]).frames == round(made["duration_s"] * 16000)
             assert abs(read_phones(corpus / made["phones"])[-1].end_s - made["duration_s"]) < 2e-3
-    for audio in (corpus / "audio").glob("*.flac"):
+    for audio in visible(corpus / "audio", "*.flac"):
         sf.read(audio)  # decodes to the end
-    for phones in (corpus / "phones").glob("*.tsv"):
+    for phones in visible(corpus / "phones", "*.tsv"):
         read_phones(phones)
 
 
@@ -114,7 +120,7 @@ def test_label_killed_at_random_points_equals_uninterrupted(reference, tmp_path)
             killed += 1
             with pytest.raises(FileNotFoundError, match="missing shard"):
                 LabelStore(labels)  # an unfinished folder is never read as complete
-            for shard in labels.glob("shard-*.npz"):  # every file under a shard name is whole
+            for shard in visible(labels, "shard-*.npz"):  # every file under a shard name is whole
                 with np.load(shard) as z:
                     assert len(z["offsets"]) == len(z["ids"]) + 1 == 2 and len(z["values"]) == z["offsets"][-1]
     assert killed >= 1, "the runs finished before they could be killed"
