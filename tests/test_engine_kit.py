@@ -6,6 +6,7 @@ the torch student's frames, and reports bad files and rates by name."""
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -100,13 +101,15 @@ def _wine():
 def test_windows_kit_runs_under_wine_like_torch(tmp_path):
     """`--kit-target windows`: distilface.dll cross-compiled with MinGW-w64, imported only from
     KERNEL32 and msvcrt; csrc/dfanimate.c built for Windows against it and run by Wine streams
-    44.1 kHz PCM (stdin in binary mode) to the torch student's frames."""
+    44.1 kHz PCM (stdin in binary mode) to the torch student's frames; a program linked by
+    lld-link against the kit's import library distilface.lib runs."""
     save_checkpoint(tmp_path / "tiny.pt", _student())
     kit = tmp_path / "win"
     main(["export", str(tmp_path / "tiny.pt"), "--native", "-o", str(kit / "m.dfn"), "--engine-kit",
           "--kit-target", "windows"])
     meta = json.loads((kit / "kit.json").read_text())
-    assert meta["target"] == "windows" and "distilface.dll" in meta["files"] and not (kit / "libdistilface.so").exists()
+    assert meta["target"] == "windows" and not (kit / "libdistilface.so").exists()
+    assert {"distilface.dll", "distilface.def", "distilface.lib"} <= set(meta["files"])
     dump = subprocess.run(["x86_64-w64-mingw32-objdump", "-p", str(kit / "distilface.dll")], capture_output=True,
                           text=True, check=True).stdout
     assert sorted(line.split()[-1] for line in dump.splitlines() if "DLL Name" in line) == ["KERNEL32.dll", "msvcrt.dll"]
@@ -126,3 +129,35 @@ def test_windows_kit_runs_under_wine_like_torch(tmp_path):
     want = animate_audio(s, resample(pcm.astype(np.float32) / 32768, 44100, 16000), 30.0).values
     assert got.shape == (len(want), 2 + len(s.cfg.names))
     np.testing.assert_allclose(got[:, 2:], want, atol=1e-4, rtol=0)
+    # MSVC's side: distilface.lib is an import library lld-link takes (MSVC's format and ABI, no
+    # MinGW), for a program compiled by clang for x86_64-pc-windows-msvc with no C runtime at all
+    assert (kit / "distilface.def").read_text().split() == ["LIBRARY", "distilface.dll", "EXPORTS",
+                                                            *sorted(re.findall(r"\] (df_\w+)", dump))]
+    if not (shutil.which("clang") and shutil.which("lld-link")):
+        return
+    (tmp_path / "msvc.c").write_text(MSVC_PROGRAM)
+    subprocess.run(["clang", "--target=x86_64-pc-windows-msvc", "-O2", "-c", "-o", str(tmp_path / "msvc.obj"),
+                    str(tmp_path / "msvc.c")], check=True, capture_output=True, timeout=120)
+    subprocess.run(["lld-link", "/entry:start", "/subsystem:console", "/nodefaultlib", f"/out:{tmp_path / 'msvc.exe'}",
+                    str(tmp_path / "msvc.obj"), str(kit / "distilface.lib")], check=True, capture_output=True, timeout=120)
+    r = subprocess.run([_wine(), str(tmp_path / "msvc.exe")], capture_output=True, timeout=120, env=env, cwd=kit)
+    assert r.returncode == len(s.cfg.names), r.returncode  # loaded m.dfn and read its outputs through the DLL
+
+
+# Loads m.dfn through the DLL and exits with its number of curves (ABI checked first).
+MSVC_PROGRAM = """
+typedef struct df_model df_model;
+__declspec(dllimport) int df_abi(void);
+__declspec(dllimport) df_model *df_model_load(const char *path, char *err, unsigned long long errlen);
+__declspec(dllimport) int df_model_outputs(const df_model *m);
+__declspec(dllimport) void df_model_free(df_model *m);
+int start(void) {
+    char err[256];
+    if (df_abi() != %d) return 201;
+    df_model *m = df_model_load("m.dfn", err, sizeof err);
+    if (!m) return 202;
+    int n = df_model_outputs(m);
+    df_model_free(m);
+    return n;
+}
+""" % native.ABI

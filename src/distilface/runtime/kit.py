@@ -19,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ CSHARP = Path(__file__).with_name("csharp")
 JS = Path(__file__).with_name("js")
 # target -> (library file name, compiler, extra link flags). "host": this machine's OS and C
 # compiler. "windows": x86-64 Windows, cross-compiled with MinGW-w64 (Debian:
-# gcc-mingw-w64-x86-64); the DLL imports only KERNEL32 and msvcrt (libgcc linked in).
+# gcc-mingw-w64-x86-64); the DLL imports only KERNEL32 and msvcrt (libgcc linked in), and comes
+# with distilface.def and the import library distilface.lib for MSVC-built programs.
 # "web": WebAssembly (clang for wasm32, distilface.runtime.wasm), no CPU level.
 TARGETS = {"host": ("libdistilface.so", None, ()),
            "windows": ("distilface.dll", "x86_64-w64-mingw32-gcc", ("-static-libgcc",)),
@@ -52,6 +55,28 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _msvc_import_library(dll: Path, cc: str) -> list[Path]:
+    """`distilface.def` (the DLL's exports, read back from its export table) and `distilface.lib`,
+    an import library in the COFF format MSVC's link.exe and lld-link take (MinGW's dlltool): a
+    program built with MSVC links against the DLL without MinGW."""
+    prefix = cc[: -len("gcc")]  # x86_64-w64-mingw32-
+    tools = {t: shutil.which(prefix + t) for t in ("objdump", "dlltool")}
+    if not all(tools.values()):
+        raise native.NativeUnavailable(f"the import library needs {prefix}objdump and {prefix}dlltool "
+                                       f"(Debian: binutils-mingw-w64-x86-64)")
+    table = subprocess.run([tools["objdump"], "-p", str(dll)], capture_output=True, text=True, check=True).stdout
+    names = re.findall(r"^\s*\[\s*\d+\]\s+(df_\w+)$", table, flags=re.M)
+    if not names:
+        raise native.NativeUnavailable(f"{dll}: no df_ exports in its export table")
+    def_path, lib_path = dll.with_suffix(".def"), dll.with_suffix(".lib")
+    with atomic_path(def_path) as tmp:
+        Path(tmp).write_text(f"LIBRARY {dll.name}\nEXPORTS\n" + "".join(f"    {n}\n" for n in names))
+    with atomic_path(lib_path) as tmp:
+        subprocess.run([tools["dlltool"], "-m", "i386:x86-64", "-d", str(def_path), "-D", dll.name, "-l", str(tmp)],
+                       capture_output=True, text=True, check=True)
+    return [def_path, lib_path]
+
+
 def write_engine_kit(model_path: str | Path, march: str | None = DEFAULT_MARCH,
                      target: str = "host") -> dict[str, Any]:
     """The kit beside `model_path` (a .dfn): library (for `target`, a key of TARGETS), header, C#
@@ -64,6 +89,7 @@ def write_engine_kit(model_path: str | Path, march: str | None = DEFAULT_MARCH,
         raise ValueError(f"engine kit target {target!r}: one of {', '.join(TARGETS)}")
     name, cc, ldflags = TARGETS[target]
     folder = model_path.parent
+    extra: list[Path] = []
     if target == "web":
         from distilface.runtime import wasm
 
@@ -76,13 +102,15 @@ def write_engine_kit(model_path: str | Path, march: str | None = DEFAULT_MARCH,
                                            f"gcc-mingw-w64-x86-64; scripts/setup-extra.sh windows)")
         flags = step_flags(march)
         lib = native.compile_library(folder / name, flags, cc=cc, ldflags=(*native.LDFLAGS, *ldflags))
+        if target == "windows":
+            extra = _msvc_import_library(lib, cc)
         copies = [(native.CSRC / "dfstep.h", folder / "dfstep.h"),
                   (CSHARP / "DistilFace.cs", folder / "DistilFace.cs"),
                   (CSHARP / "Example.cs", folder / "Example.cs")]
     for src, dst in copies:
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
-    files = [model_path, lib, *(dst for _, dst in copies)]
+    files = [model_path, lib, *extra, *(dst for _, dst in copies)]
     kit = {"format": "distilface-engine-kit", "version": 1, "abi": native.ABI, "target": target,
            "step_flags": list(flags), "compiler": cc or native.compiler(),
            "machine": "wasm32" if target == "web" else platform.machine(),
