@@ -9,6 +9,7 @@ import io
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -236,6 +237,71 @@ def test_osc_vmc_bundles_carry_every_blendshape_and_apply():
         assert sorted(f) == sorted(sent_names)  # every blendshape, then Apply
     got = np.array([[f[n] for n in sent_names] for f in frames])
     np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)  # float32 on the wire
+
+
+def test_cli_livelink_packets_decode_as_live_link_face(tmp_path):
+    """`--output livelink`: one UDP packet per frame, decoded by PyLiveLinkFace (a third-party
+    implementation of the iPhone app's protocol) and by the layout Unreal reads: version 6, the
+    subject, timecode frames one apart at 30/1 fps, 61 values: the ARKit 52 as the NDJSON frames
+    give them (float32), then 9 zero rotations."""
+    from pylivelinkface import FaceBlendShape, PyLiveLinkFace
+
+    from distilface.checkpoint import save_checkpoint
+    from distilface.rig.arkit import ARKIT_52
+
+    save_checkpoint(tmp_path / "tiny.pt", MODEL)
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(0.2)
+    pcm = encode_pcm(noise(1.0, seed=6))
+    proc = subprocess.run([sys.executable, "-m", "distilface.cli", "stream", "--input", "stdin", "--model",
+                           str(tmp_path / "tiny.pt"), "--output", "livelink", "--output", "ndjson",
+                           "--livelink-port", str(rx.getsockname()[1]), "--livelink-subject", "Talker"],
+                          input=pcm, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    packets = []
+    try:
+        while True:
+            packets.append(rx.recv(2048))
+    except socket.timeout:
+        pass
+    rx.close()
+    lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    want = np.array([[m["blendshapes"][n] for n in ARKIT_52] for m in lines], np.float32)
+    assert len(packets) == len(lines) > 20
+    times = []
+    for packet, w in zip(packets, want):
+        ok, face = PyLiveLinkFace.decode(packet)
+        assert ok and face.name == "Talker" and face.fps == 30 and face._denominator == 1
+        values = np.array([face.get_blendshape(FaceBlendShape(i)) for i in range(61)], np.float32)
+        np.testing.assert_allclose(values[:52], w, atol=1e-6, rtol=0)  # JSON's 6 decimals
+        assert values[52:].tolist() == [0.0] * 9
+        assert values[17] == pytest.approx(w[ARKIT_52.index("jawOpen")], abs=1e-6)  # JawOpen = 17 in Unreal
+        # Unreal's reading: uint8 version, int32 + bytes device id, int32 + bytes subject, frame time
+        assert packet[0] == 6
+        n_id = int.from_bytes(packet[1:5], "big")
+        at = 5 + n_id + 4 + len("Talker")
+        frame, sub, num, den, count = struct.unpack(">ifiiB", packet[at: at + 17])
+        assert (num, den, count, len(packet)) == (30, 1, 61, at + 17 + 61 * 4)
+        assert 0 <= sub < 1 and 0 <= frame < 24 * 3600 * 30
+        times.append(frame + sub)
+    np.testing.assert_allclose(np.diff(times), 1.0, atol=1e-3)  # one timecode frame apart
+    assert len({p[1: 5 + int.from_bytes(p[1:5], "big")] for p in packets}) == 1  # one device id
+
+
+def test_livelink_packer_rates_and_refusals():
+    from distilface.runtime.sinks import LiveLinkPacker
+
+    names = tuple(NAMES)
+    for fps, rate in ((30.0, (30, 1)), (60.0, (60, 1)), (29.97, (30000, 1001)), (23.976, (24000, 1001)), (12.5, (25, 2))):
+        packet = LiveLinkPacker(names, fps, "S", "D")(0, np.zeros(len(names), np.float32))
+        assert struct.unpack(">ii", packet[1 + 4 + 1 + 4 + 1 + 8: 1 + 4 + 1 + 4 + 1 + 16]) == rate
+    with pytest.raises(ValueError, match="livelink output needs the 52 ARKit blendshapes; missing jawOpen"):
+        LiveLinkPacker(tuple(n for n in names if n != "jawOpen"), 30.0, "S", "D")
+    from distilface.runtime.sinks import LiveLinkOutput
+
+    with pytest.raises(ValueError, match="livelink-subject"):
+        LiveLinkOutput(subject="")
 
 
 def test_cli_ndjson_and_csv(tmp_path):

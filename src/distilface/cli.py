@@ -253,6 +253,8 @@ def _stream(a: argparse.Namespace) -> None:
         return
     cfg = StreamConfig(input=a.input, outputs=tuple(a.output or ["ndjson"]), fps=a.fps, host=a.host,
                        ws_port=a.ws_port, osc_host=a.osc_host, osc_port=a.osc_port, osc_names=a.osc_names,
+                       livelink_host=a.livelink_host, livelink_port=a.livelink_port,
+                       livelink_subject=a.livelink_subject,
                        rate_hz=a.rate, pcm_format=a.pcm_format, device=a.device, realtime=a.realtime,
                        chunk_ms=a.chunk_ms, ws_max_message_bytes=a.ws_max_bytes, ws_queue_messages=a.ws_queue,
                        ws_origins=tuple(a.ws_origin) if a.ws_origin else None, wait_viewers=a.wait_viewers)
@@ -534,16 +536,17 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=_experiment)
 
     st = sub.add_parser("stream", help="real time: live audio in (microphone, stdin PCM, a file, WebSocket), "
-                        "frames out (NDJSON, WebSocket JSON, VMC OSC, CSV); docs/stream.md")
+                        "frames out (NDJSON, WebSocket JSON, VMC OSC, Live Link Face UDP, CSV); docs/stream.md")
     st.add_argument("--input", default="mic", metavar="mic|stdin|wav:PATH|ws",
                     help="mic: the default (or --device) input; stdin: raw mono PCM (--rate, --pcm-format); "
                          "wav:PATH: any audio file, at real-time pace unless --no-realtime; ws: PCM over "
                          "WebSocket to ws://HOST:WS_PORT/audio (one sender at a time)")
-    st.add_argument("--output", action="append", default=None, metavar="ndjson|ws|osc|csv:PATH",
+    st.add_argument("--output", action="append", default=None, metavar="ndjson|ws|osc|livelink|csv:PATH",
                     help="repeatable (default ndjson): ndjson: a JSON frame per line on stdout; ws: JSON frames to "
                          "WebSocket clients of ws://HOST:WS_PORT/frames; osc: VMC protocol (/VMC/Ext/Blend/Val + "
-                         "/VMC/Ext/Blend/Apply per frame) over UDP to --osc-host:--osc-port; csv:PATH: Live Link Face "
-                         "CSV layout (as `animate -o x.csv`), a row per frame")
+                         "/VMC/Ext/Blend/Apply per frame) over UDP to --osc-host:--osc-port; livelink: Live Link Face "
+                         "packets (as the iPhone app sends Unreal) over UDP to --livelink-host:--livelink-port; "
+                         "csv:PATH: Live Link Face CSV layout (as `animate -o x.csv`), a row per frame")
     st.add_argument("--model", default=None,
                     help="checkpoint, .onnx or native .npz/.dfn export, or shipped model name (default: the shipped default)")
     st.add_argument("--smooth", nargs="?", const="default", default=None, metavar="W0,W1,W2",
@@ -576,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--osc-port", type=int, default=39539, help="OSC port (39539: the VMC default)")
     st.add_argument("--osc-names", default="perfect-sync", choices=["perfect-sync", "arkit"],
                     help="blendshape names sent: perfect-sync JawOpen (VRM perfect-sync clips) or arkit jawOpen")
+    st.add_argument("--livelink-host", default="127.0.0.1", help="where Live Link Face packets go (the Unreal machine)")
+    st.add_argument("--livelink-port", type=int, default=11111, help="Live Link Face port (11111: Unreal's default)")
+    st.add_argument("--livelink-subject", default="DistilFace", help="subject name shown in Unreal's Live Link panel")
     st.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads")
     st.set_defaults(func=_stream)
 

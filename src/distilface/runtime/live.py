@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from distilface.audio import SAMPLE_RATE_HZ, check_rate
-from distilface.runtime.sinks import (OSC_NAME_STYLES, VMC_PORT, CsvOutput, Frame, NdjsonOutput, OscOutput,
-                                      Output, StreamInfo, WsFramesOutput)
+from distilface.runtime.sinks import (LIVE_LINK_PORT, OSC_NAME_STYLES, VMC_PORT, CsvOutput, Frame, LiveLinkOutput,
+                                      NdjsonOutput, OscOutput, Output, StreamInfo, WsFramesOutput)
 from distilface.runtime.sources import (CHUNK_MS, PCM_FORMATS, AudioChunk, Event, FileSource, MicSource,
                                         StdinSource, StreamEnd, StreamStart, WsAudioInput, chunk_samples, encode_pcm)
 from distilface.runtime.streaming import Smoothed, StreamingAnimator, as_backend
@@ -49,7 +49,7 @@ WS_PORT = 8765
 AUDIO_PATH = "/audio"
 FRAMES_PATHS = ("/", "/frames")
 INPUT_KINDS = ("mic", "stdin", "wav", "ws")  # wav takes a path: "wav:speech.wav"
-OUTPUT_KINDS = ("ndjson", "ws", "osc", "csv")  # csv takes a path: "csv:out.csv"
+OUTPUT_KINDS = ("ndjson", "ws", "osc", "livelink", "csv")  # csv takes a path: "csv:out.csv"
 LATENCY_WINDOW = 10_000  # latest frames whose latency the summary covers
 
 
@@ -63,13 +63,16 @@ class StreamConfig:
     """What `distilface stream` runs (every field is a command-line option)."""
 
     input: str = "mic"  # mic | stdin | wav:PATH (any file load_audio reads) | ws
-    outputs: tuple[str, ...] = ("ndjson",)  # any of ndjson | ws | osc | csv:PATH
+    outputs: tuple[str, ...] = ("ndjson",)  # any of ndjson | ws | osc | livelink | csv:PATH
     fps: float = 30.0
     host: str = "127.0.0.1"  # the WebSocket server binds here
     ws_port: int = WS_PORT  # 0: a free port (LiveStream.ws_port)
     osc_host: str = "127.0.0.1"  # where OSC bundles go
     osc_port: int = VMC_PORT
     osc_names: str = "perfect-sync"  # perfect-sync ("JawOpen") | arkit ("jawOpen")
+    livelink_host: str = "127.0.0.1"  # where Live Link Face packets go (an Unreal editor)
+    livelink_port: int = LIVE_LINK_PORT
+    livelink_subject: str = "DistilFace"  # the subject name Unreal's Live Link panel shows
     rate_hz: int = SAMPLE_RATE_HZ  # of stdin / WebSocket PCM (a WebSocket sender may say ?rate=)
     pcm_format: str = "s16le"  # s16le | f32le
     device: str | None = None  # microphone: index or part of its name; None: the default input
@@ -94,7 +97,7 @@ class StreamConfig:
         for out in self.outputs:
             kind, arg = _split(out)
             if kind not in OUTPUT_KINDS or (kind == "csv") != bool(arg):
-                raise ValueError(f"--output {out!r}: expected ndjson, ws, osc or csv:PATH")
+                raise ValueError(f"--output {out!r}: expected ndjson, ws, osc, livelink or csv:PATH")
         if len(set(self.outputs)) != len(self.outputs):
             raise ValueError(f"--output given twice: {', '.join(self.outputs)}")
         if not self.fps > 0:
@@ -104,7 +107,7 @@ class StreamConfig:
             raise ValueError(f"--pcm-format {self.pcm_format!r}: expected {' or '.join(PCM_FORMATS)}")
         if self.osc_names not in OSC_NAME_STYLES:
             raise ValueError(f"--osc-names {self.osc_names!r}: expected {' or '.join(OSC_NAME_STYLES)}")
-        for name in ("ws_port", "osc_port"):
+        for name in ("ws_port", "osc_port", "livelink_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ValueError(f"{name} {getattr(self, name)} is not a port")
         if not self.chunk_ms > 0 or min(self.queue_chunks, self.ws_max_message_bytes, self.ws_queue_messages) < 1:
@@ -144,6 +147,8 @@ def make_outputs(cfg: StreamConfig, stdout: TextIO | None = None) -> list[Output
             outs.append(CsvOutput(arg))
         elif kind == "osc":
             outs.append(OscOutput(cfg.osc_host, cfg.osc_port, cfg.osc_names))
+        elif kind == "livelink":
+            outs.append(LiveLinkOutput(cfg.livelink_host, cfg.livelink_port, cfg.livelink_subject))
         else:
             outs.append(WsFramesOutput(cfg.ws_queue_messages, cfg.ws_send_buffer_bytes))
     return outs

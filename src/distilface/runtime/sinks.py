@@ -1,5 +1,5 @@
 """Live outputs of `distilface stream`: newline-delimited JSON, a WebSocket server for browsers,
-OSC in the VMC protocol, a Live Link Face CSV file.
+OSC in the VMC protocol, Live Link Face UDP packets (Unreal's Live Link), a Live Link Face CSV file.
 
 Every output gets, from the live loop (`distilface.runtime.live`), per stream:
 
@@ -40,6 +40,8 @@ VMC_PORT = 39539  # the VMC protocol's default (what VSeeFace, VMagicMirror, War
 VMC_BLEND_VAL = "/VMC/Ext/Blend/Val"  # (string name, float value), one per blendshape
 VMC_BLEND_APPLY = "/VMC/Ext/Blend/Apply"  # (no arguments): show the values sent since the last one
 OSC_NAME_STYLES = ("perfect-sync", "arkit")
+LIVE_LINK_PORT = 11111  # where Unreal's Live Link Face source listens (the iPhone app's default target)
+LIVE_LINK_VERSION = 6  # the packet version the app sends and Unreal's AppleARKitFaceSupport reads
 
 
 @dataclass(frozen=True)
@@ -225,21 +227,46 @@ class VmcBundler:
         return b"".join(parts)
 
 
-class OscOutput(Output):
-    """VMC-protocol OSC over UDP to host:port, one bundle per frame. UDP never waits for a receiver:
-    a bundle the socket cannot take now, or an error from a missing receiver, is dropped and
-    counted (`dropped`)."""
+class UdpOutput(Output):
+    """One datagram per frame to host:port. UDP never waits for a receiver: a datagram the socket
+    cannot take now, or an error from a missing receiver, is dropped and counted (`dropped`)."""
+
+    kind = "udp"  # names the output in the log
+
+    def __init__(self, host: str, port: int) -> None:
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        self.address = addr
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sent = 0
+        self.dropped = 0
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.sock.sendto(data, self.address)
+            self.sent += 1
+        except OSError as e:  # BlockingIOError (buffer full), ConnectionRefusedError (ICMP from before)
+            self.dropped += 1
+            if self.dropped == 1:
+                logger.warning("%s %s: datagram dropped (%s); counting further drops", self.kind, self.address, e)
+
+    async def close(self) -> None:
+        self.sock.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {"sent": self.sent, "dropped": self.dropped}
+
+
+class OscOutput(UdpOutput):
+    """VMC-protocol OSC over UDP to host:port, one bundle per frame."""
+
+    kind = "osc"
 
     def __init__(self, host: str = "127.0.0.1", port: int = VMC_PORT, style: str = "perfect-sync") -> None:
         vmc_name("x", style)
-        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-        self.address = addr
+        super().__init__(host, port)
         self.style = style
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
         self._bundle: VmcBundler | None = None
-        self.sent = 0
-        self.dropped = 0
 
     def start(self, info: StreamInfo) -> None:
         if self._bundle is None or self._bundle.names != info.names:
@@ -247,19 +274,94 @@ class OscOutput(Output):
 
     def frame(self, frame: Frame) -> None:
         assert self._bundle is not None
-        try:
-            self.sock.sendto(self._bundle(frame.values), self.address)
-            self.sent += 1
-        except OSError as e:  # BlockingIOError (buffer full), ConnectionRefusedError (ICMP from before)
-            self.dropped += 1
-            if self.dropped == 1:
-                logger.warning("osc %s: bundle dropped (%s); counting further drops", self.address, e)
+        self.send(self._bundle(frame.values))
 
-    async def close(self) -> None:
-        self.sock.close()
 
-    def stats(self) -> dict[str, Any]:
-        return {"sent": self.sent, "dropped": self.dropped}
+# -- Live Link Face over UDP (Unreal) ---------------------------------------------------------
+
+class LiveLinkPacker:
+    """Frame values -> one Live Link Face packet, as Epic's iPhone app sends them to Unreal's Live
+    Link (AppleARKitFaceSupport), every number big-endian:
+
+        uint8 version (6) | int32 length + UTF-8 device id | int32 length + UTF-8 subject name |
+        int32 frame number, float32 sub-frame, int32 fps numerator, int32 fps denominator |
+        uint8 count (61) | 61 float32: the 52 ARKit blendshapes in Apple's order, then head yaw,
+        pitch, roll and both eyes' yaw, pitch, roll (zeros: the students animate no pose)
+
+    The frame time is a timecode: frames since local midnight at the stream's rate, counted from
+    the wall clock at the stream's start plus the frame's time in the audio, so frames are evenly
+    spaced however they are computed."""
+
+    def __init__(self, names: tuple[str, ...], fps: float, subject: str, device_id: str) -> None:
+        from fractions import Fraction
+
+        from distilface.formats import LLF_ROTATIONS
+        from distilface.rig.arkit import ARKIT_52
+
+        missing = [n for n in ARKIT_52 if n not in names]
+        if missing:
+            raise ValueError("livelink output needs the 52 ARKit blendshapes; missing " + ", ".join(missing[:5]))
+        self.names = tuple(names)
+        self._order = np.array([names.index(n) for n in ARKIT_52])
+        self._pose = np.zeros(len(LLF_ROTATIONS), np.float32)
+        # timecode rates: whole (30/1) or NTSC (29.97 -> 30000/1001, 23.976 -> 24000/1001)
+        rate = next((Fraction(round(fps * d), d) for d in (1, 1001) if abs(round(fps * d) / d - fps) < 1e-4),
+                    Fraction(fps).limit_denominator(1000))
+        self.fps = float(rate)
+        head = [struct.pack(">B", LIVE_LINK_VERSION)]
+        for text in (device_id, subject):
+            data = text.encode()
+            head.append(struct.pack(">i", len(data)) + data)
+        self._head = b"".join(head)
+        self._rate = struct.pack(">ii", rate.numerator, rate.denominator)
+        self._count = struct.pack(">B", len(ARKIT_52) + len(LLF_ROTATIONS))
+        self.start_frames = 0.0  # the stream's start, in frames since local midnight
+
+    def start(self, unix_s: float) -> None:
+        import time
+
+        t = time.localtime(unix_s)
+        since_midnight_s = t.tm_hour * 3600 + t.tm_min * 60 + t.tm_sec + (unix_s % 1.0)
+        self.start_frames = since_midnight_s * self.fps
+
+    def __call__(self, index: int, values: np.ndarray) -> bytes:
+        at = self.start_frames + index
+        whole = int(at)
+        curves = np.concatenate([np.asarray(values, np.float32)[self._order], self._pose]).astype(">f4")
+        return b"".join((self._head, struct.pack(">if", whole, at - whole), self._rate, self._count,
+                         curves.tobytes()))
+
+
+class LiveLinkOutput(UdpOutput):
+    """Live Link Face packets (the app's ARKit mode, version 6) over UDP to host:port, one per
+    frame. An Unreal editor with the Live Link and Apple ARKit Face Support plugins listens on UDP
+    11111 and lists `subject` in its Live Link panel, as it lists a phone."""
+
+    kind = "livelink"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = LIVE_LINK_PORT, subject: str = "DistilFace") -> None:
+        import uuid
+
+        if not subject or len(subject.encode()) > 255:
+            raise ValueError(f"--livelink-subject {subject!r}: 1 to 255 bytes")
+        super().__init__(host, port)
+        self.subject = subject
+        self.device_id = str(uuid.uuid4()).upper()  # one per run, as the app has one per phone
+        self._pack: LiveLinkPacker | None = None
+
+    def prepare(self, names: tuple[str, ...], fps: float) -> None:
+        LiveLinkPacker(names, fps, self.subject, self.device_id)  # raises for curves it cannot send
+
+    def start(self, info: StreamInfo) -> None:
+        import time
+
+        if self._pack is None or self._pack.names != info.names:
+            self._pack = LiveLinkPacker(info.names, info.fps, self.subject, self.device_id)
+        self._pack.start(time.time())
+
+    def frame(self, frame: Frame) -> None:
+        assert self._pack is not None
+        self.send(self._pack(frame.index, frame.values))
 
 
 # -- WebSocket for browsers --------------------------------------------------------------------
