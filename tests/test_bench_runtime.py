@@ -2,6 +2,8 @@
 frames they claim, and the whole command on a tiny checkpoint writes consistent tables."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,7 +158,10 @@ def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path, grid):
     r = json.loads(out.with_suffix(".json").read_text())
     (m,) = r["models"]
     cost = {(c["runtime"], c["graph"]): c for c in m["cost"]}
-    assert len(cost) == 7 and ("native", "streaming") in cost  # 3 runtimes x 2 graphs, and the C step
+    # 3 runtimes x 2 graphs, the C step, and the C step as WebAssembly in Node where it builds
+    wasm_row = _wasm_builds()
+    assert len(cost) == 7 + wasm_row and ("native", "streaming") in cost
+    assert (("wasm (node)", "streaming") in cost) == wasm_row
     base = cost["torch", "windowed"]["median_ms"]
     for c in cost.values():
         assert c["frames"] == 20 and 0 < c["median_ms"] <= c["p99_ms"]
@@ -177,8 +182,9 @@ def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path, grid):
     fp32 = [e for e in m["equality"] if "int8" not in e["runtime"]]
     assert fp32 and all(e["max_abs_diff"] < 1e-4 for e in fp32)
     assert {"native streaming", "native streaming, smoothed"} <= {e["runtime"] for e in fp32}
-    assert {o["runtime"] for o in m["offline"]} == {x["runtime"] for x in m["memory"]} == {
-        "torch", "onnxruntime", "onnxruntime int8", "native"}
+    assert {x["runtime"] for x in m["memory"]} == {"torch", "onnxruntime", "onnxruntime int8", "native"}
+    assert {o["runtime"] for o in m["offline"]} == {x["runtime"] for x in m["memory"]} | (
+        {"wasm (node)"} if wasm_row else set())
     nat = m["step_split_native"]
     assert nat["points"] == 27 and nat["frame_30fps_ms"] > 0
     sp = m["step_split"]
@@ -190,6 +196,21 @@ def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path, grid):
     assert ("frame grid 80 samples" in md) == bool(grid)
     assert "| streaming call, us | fixed |" in md and "\n| native | " in md and "\n| onnxruntime | " in md
     assert "| onnxruntime int8 | streaming |" in md and out.with_suffix(".png").stat().st_size > 1000
+    assert ("| wasm (node) | streaming |" in md and "| wasm (node) | 3 s |" in md) == wasm_row
+
+
+def _wasm_builds() -> bool:
+    import shutil
+
+    from distilface.runtime.wasm import WasmUnavailable, build_wasm
+
+    if not (shutil.which("node") or shutil.which("nodejs")):
+        return False
+    try:
+        build_wasm(Path(os.environ.get("TMPDIR", "/tmp")) / f"distilface-bench-test-{os.getpid()}.wasm").unlink()
+        return True
+    except WasmUnavailable:
+        return False
 
 
 def test_evict_caches_writes_every_cache_line():

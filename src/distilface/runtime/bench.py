@@ -13,6 +13,9 @@ only):
   game whose own frame runs between two pushes).
 - Offline real-time factor: `animate_audio` on a long file (default 10 minutes of the example
   clip, looped) in one call; audio seconds per second of compute.
+- The C step compiled to WebAssembly (the browser viewer's and the web kit's runtime), where clang
+  for wasm32 and Node are installed: streaming per frame and offline as above, timed inside Node
+  (`runtime/js/bench.mjs`, caches warm only).
 - The streaming step's cost split (onnxruntime fp32, and the C step): one `phase_step` call timed for n new encoder
   steps and F windows over a grid, fitted as fixed + n x per-step + F x per-head-pass
   (non-negative least squares on the fastest of three repeats per point). A 30 fps frame is
@@ -47,6 +50,7 @@ from distilface.runtime.streaming import StreamingAnimator
 
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime int8")
 NATIVE = "native"  # the C step (conv and whisper_conv students, streaming only)
+WASM = "wasm (node)"  # the same C step compiled to WebAssembly, run in Node (the browser's runtime)
 GRAPHS = ("windowed", "streaming")
 
 
@@ -325,6 +329,11 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
             with torch.inference_mode():
                 cost[-1]["cold_median_ms"], cost[-1]["cold_p99_ms"] = median_p99(
                     stream_frame_times_ms(m, clip, fps, frames, cold=True))
+    wasm_run = _wasm_times(student, out_dir, clip, looped(clip, offline_s), fps, frames)
+    if wasm_run is not None:
+        med, p99 = median_p99(wasm_run["frame_ms"])
+        cost.append({"runtime": WASM, "graph": "streaming", "median_ms": med, "p99_ms": p99,
+                     "frames": len(wasm_run["frame_ms"]), "bytes": wasm_run["bytes"]})
     base = cost[0]["median_ms"]  # windowed torch
     for r in cost:
         r["speedup"] = base / r["median_ms"]
@@ -343,6 +352,8 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
         m = models[(rt, "streaming")]
         with torch.inference_mode():
             offline.append({"runtime": rt, **offline_rtf(m, long_audio, fps)})
+    if wasm_run is not None:
+        offline.append({"runtime": WASM, **wasm_run["offline"]})
     memory = [{"runtime": rt, **peak_memory(rt, files[(rt, "streaming")], memory_s, student.cfg.frame_grid_samples)}
               for rt in runtimes]
 
@@ -372,6 +383,37 @@ def bench_model(name: str, onnx_dir: Path, frames: int = 300, offline_s: float =
             "frame_grid_samples": student.cfg.frame_grid_samples,
             "parameters": sum(p.numel() for p in student.parameters()),
             "cost": cost, "step_split": split, "step_split_native": split_native, "offline": offline, "memory": memory, "equality": eq, "latency": latency}
+
+
+def _wasm_times(student: Any, out_dir: Path, clip: np.ndarray, long_audio: np.ndarray, fps: float,
+                frames: int) -> dict[str, Any] | None:
+    """The WebAssembly row's timings (runtime/js/bench.mjs in Node), or None where the student has
+    no C step or this machine has no Node or no clang for wasm32 (logged)."""
+    import logging
+    import shutil
+
+    from distilface.runtime import wasm
+    from distilface.runtime.native import ARCHS, save_native
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if student.cfg.arch not in ARCHS or node is None:
+        return None
+    try:
+        wasm_file = wasm.build_wasm(out_dir / "distilface.wasm")
+    except wasm.WasmUnavailable as e:
+        logging.getLogger(__name__).warning("bench: no WebAssembly row (%s)", str(e).splitlines()[0])
+        return None
+    dfn = save_native(student, out_dir / "native.dfn")
+    for name, x in (("clip.f32", clip), ("long.f32", long_audio)):
+        (out_dir / name).write_bytes(np.asarray(x, np.float32).tobytes())
+    spec = {"wasm": str(wasm_file), "dfn": str(dfn), "clip": str(out_dir / "clip.f32"),
+            "long": str(out_dir / "long.f32"), "fps": fps, "frames": frames}
+    (out_dir / "wasm-bench.json").write_text(json.dumps(spec))
+    proc = subprocess.run([node, str(wasm.JS_DIR / "bench.mjs"), str(out_dir / "wasm-bench.json")],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"bench: the WebAssembly run failed: {proc.stderr.strip()[-2000:]}")
+    return {**json.loads(proc.stdout), "bytes": dfn.stat().st_size}
 
 
 def bench_runtime(names: list[str], onnx_dir: Path, **kw: Any) -> dict[str, Any]:
@@ -423,9 +465,9 @@ def format_markdown(result: dict[str, Any]) -> str:
                   "peak RSS | added by the model |", "|---|---|---|---|---|---|"]
         mem = {r["runtime"]: r for r in m["memory"]}
         for r in m["offline"]:
-            mm = mem[r["runtime"]]
-            lines.append(f"| {r['runtime']} | {r['audio_s']:.0f} s | {r['compute_s']:.2f} s | {r['rtf']:.0f}x | "
-                         f"{mm['peak_rss_mb']:.0f} MB | {mm['model_mb']:.0f} MB |")
+            mm = mem.get(r["runtime"])  # none for the WebAssembly row (a Node process)
+            rss = f"{mm['peak_rss_mb']:.0f} MB | {mm['model_mb']:.0f} MB" if mm else "- | -"
+            lines.append(f"| {r['runtime']} | {r['audio_s']:.0f} s | {r['compute_s']:.2f} s | {r['rtf']:.0f}x | {rss} |")
         if m["latency"]:
             lines += ["", "| loopback latency | frames | median ms | p99 ms | max ms | future context + smoothing |",
                       "|---|---|---|---|---|---|"]
@@ -505,6 +547,8 @@ def speed_summary(result: dict[str, Any]) -> str:
         s = c[("onnxruntime", "streaming")]
         n = c.get((NATIVE, "streaming"))
         nat = f", native {n['median_ms']:.3f} ms/frame ({n['speedup']:.1f}x)" if n else ""
+        if w := c.get((WASM, "streaming")):
+            nat += f", {WASM} {w['median_ms']:.3f} ms/frame ({w['speedup']:.1f}x)"
         lines.append(f"{m['model']}: streaming onnxruntime {s['median_ms']:.3f} ms/frame "
                      f"({s['speedup']:.1f}x windowed torch){nat}; offline "
                      f"{statistics.median(r['rtf'] for r in m['offline']):.0f}x real time (median of runtimes)")
