@@ -4,7 +4,7 @@
 STAMP := .venv/.stamp-setup
 
 $(STAMP): scripts/setup.sh requirements.lock pyproject.toml src/distilface/peers/node/package-lock.json \
-        web/package-lock.json web/build.mjs $(wildcard web/src/*)
+        web/package-lock.json web/build.mjs $(wildcard web/src/*) $(wildcard src/distilface/runtime/js/*.js)
 	bash scripts/setup.sh
 	touch $(STAMP)
 

@@ -72,6 +72,16 @@ def build_wasm(out: str | Path) -> Path:
     return out
 
 
+def builds_here() -> bool:
+    """Whether this machine builds the WebAssembly runtime (a trial build into a temporary folder)."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            build_wasm(Path(tmp) / "distilface.wasm")
+        return True
+    except WasmUnavailable:
+        return False
+
+
 def _run(cmd: list[str]) -> None:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True)
