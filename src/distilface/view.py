@@ -122,6 +122,7 @@ class Viewer:
         self._lock = threading.Lock()  # one export / animation at a time
         self._onnx: dict[str, Path] = {}
         self._dfn: dict[str, Path | None] = {}
+        self._digests: dict[str, str] = {}  # checkpoint sha256 by model name
         self._wasm: Path | None | bool = False  # False: not tried yet; None: cannot be built here
         self._meta: dict[str, dict[str, Any]] = {}
         self._curves: dict[str, bytes] = {}
@@ -224,16 +225,13 @@ class Viewer:
     def _export(self, name: str) -> Path:
         from distilface.runtime.ort import META_VERSION, OrtModel
 
-        src, want_sha = self.sources[name]
+        src, _ = self.sources[name]
         if src.suffix == ".onnx":  # an export already: the browser needs the windowed graph
             model = OrtModel(src)
             if model.streaming:
                 raise ValueError(f"{src}: a streaming graph; the viewer runs the windowed one (export without --streaming)")
             return src
-        digest = hashlib.sha256(src.read_bytes()).hexdigest()
-        if want_sha is not None and digest != want_sha:
-            raise ValueError(f"{src}: sha256 {digest[:12]}... does not match the registry; reinstall the package")
-        out = self.cfg.cache_dir / f"{name}-{digest[:12]}-v{META_VERSION}.onnx"
+        out = self.cfg.cache_dir / f"{name}-{self._digest(name)[:12]}-v{META_VERSION}.onnx"
         if out.is_file():
             try:
                 OrtModel(out)
@@ -249,14 +247,24 @@ class Viewer:
         logger.info("view: exported %s to %s (max diff from torch %.2g)", name, out, report["max_abs_diff"])
         return out
 
+    def _digest(self, name: str) -> str:
+        """The checkpoint's sha256 (once per model), checked against the registry's for shipped
+        models: the cache files of both exports are named by it."""
+        if name not in self._digests:
+            src, want_sha = self.sources[name]
+            digest = hashlib.sha256(src.read_bytes()).hexdigest()
+            if want_sha is not None and digest != want_sha:
+                raise ValueError(f"{src}: sha256 {digest[:12]}... does not match the registry; reinstall the package")
+            self._digests[name] = digest
+        return self._digests[name]
+
     def _export_dfn(self, name: str) -> Path | None:
         from distilface.runtime.native import ARCHS, FILE_VERSION
 
         src, _ = self.sources[name]
         if src.suffix == ".onnx":
             return None
-        digest = hashlib.sha256(src.read_bytes()).hexdigest()
-        out = self.cfg.cache_dir / f"{name}-{digest[:12]}-v{FILE_VERSION}.dfn"
+        out = self.cfg.cache_dir / f"{name}-{self._digest(name)[:12]}-v{FILE_VERSION}.dfn"
         if out.is_file():
             return out
         from distilface.checkpoint import load_student

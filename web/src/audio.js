@@ -1,18 +1,11 @@
 // Audio in the page, as mono Float32Array.
 //
-// Files: decodeAudioData of an OfflineAudioContext at 16 kHz for onnxruntime-web (`decodeAt`; the
-// browser's resampler, whose samples differ slightly from resample_poly's). The WebAssembly
-// runtime decodes at the file's own rate instead (`decodeFor` of distilface.js) and resamples in C.
-// Channels are averaged, as distilface.audio.mix_to_mono does.
+// Files are decoded by distilface.js: `decodeMono` at 16 kHz for onnxruntime-web (the browser's
+// resampler, whose samples differ slightly from resample_poly's), `decodeFor` at the file's own
+// rate for the WebAssembly runtime, which resamples in C.
 // Microphone: an AudioContext at the device's rate (or at 16 kHz, where the browser resamples)
 // and an AudioWorklet that posts each 128-sample render quantum to the page.
-import { decodeMono } from "../../src/distilface/runtime/js/distilface.js";
 import { SAMPLE_RATE_HZ } from "./infer.js";
-
-/** The file decoded to mono at rateHz (16 kHz by default). */
-export async function decodeAt(arrayBuffer, rateHz = SAMPLE_RATE_HZ) {
-  return decodeMono(arrayBuffer, rateHz);
-}
 
 const WORKLET = `
 registerProcessor("distilface-tap", class extends AudioWorkletProcessor {

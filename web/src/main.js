@@ -5,11 +5,11 @@
 //            runtime as WebAssembly where the server built it (distilface.js), else onnxruntime-web
 // plus a model selector, the model's latency and a scrolling plot of mouth curves.
 // `window.distilface` is a small hook for tests and scripting (see the end of this file).
-import { decodeAt, Microphone } from "./audio.js";
+import { Microphone } from "./audio.js";
 import { Face } from "./face.js";
 import { fetchOk, LiveAnimator, SAMPLE_RATE_HZ, WindowModel } from "./infer.js";
 import { LiveClient } from "./live.js";
-import { decodeFor, WasmModel } from "../../src/distilface/runtime/js/distilface.js"; // the web kit's module too
+import { decodeFor, decodeMono, WasmModel } from "../../src/distilface/runtime/js/distilface.js"; // the web kit's module too
 import { CurvePlot } from "./plot.js";
 import { Track } from "./track.js";
 
@@ -166,7 +166,7 @@ async function animateInBrowser(arrayBuffer) {
   const model = await getModel();
   // the WebAssembly runtime resamples as Python does: decoded at the file's own rate where it says
   const { samples: audio, rateHz } = model.runtime === "wasm" ? await decodeFor(model, arrayBuffer)
-    : { samples: await decodeAt(arrayBuffer), rateHz: SAMPLE_RATE_HZ };
+    : { samples: await decodeMono(arrayBuffer, SAMPLE_RATE_HZ), rateHz: SAMPLE_RATE_HZ };
   const out = await model.animate(audio, state.fps, (done, n) => status("browser", `frame ${done} / ${n}`), rateHz);
   state.browser.runtime = model.runtime;
   return { track: new Track(state.fps, model.names, out.frames), msPerFrame: out.msPerFrame, samples: audio.length,

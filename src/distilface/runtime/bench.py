@@ -391,6 +391,7 @@ def _wasm_times(student: Any, out_dir: Path, clip: np.ndarray, long_audio: np.nd
     no C step or this machine has no Node or no clang for wasm32 (logged)."""
     import logging
     import shutil
+    import tempfile
 
     from distilface.runtime import wasm
     from distilface.runtime.native import ARCHS, save_native
@@ -404,13 +405,13 @@ def _wasm_times(student: Any, out_dir: Path, clip: np.ndarray, long_audio: np.nd
         logging.getLogger(__name__).warning("bench: no WebAssembly row (%s)", str(e).splitlines()[0])
         return None
     dfn = save_native(student, out_dir / "native.dfn")
-    for name, x in (("clip.f32", clip), ("long.f32", long_audio)):
-        (out_dir / name).write_bytes(np.asarray(x, np.float32).tobytes())
-    spec = {"wasm": str(wasm_file), "dfn": str(dfn), "clip": str(out_dir / "clip.f32"),
-            "long": str(out_dir / "long.f32"), "fps": fps, "frames": frames}
-    (out_dir / "wasm-bench.json").write_text(json.dumps(spec))
-    proc = subprocess.run([node, str(wasm.JS_DIR / "bench.mjs"), str(out_dir / "wasm-bench.json")],
-                          capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as tmp:  # the audio as raw float32 for Node (38 MB for 10 min)
+        for name, x in (("clip.f32", clip), ("long.f32", long_audio)):
+            (Path(tmp) / name).write_bytes(np.asarray(x, np.float32).tobytes())
+        spec = {"wasm": str(wasm_file), "dfn": str(dfn), "clip": f"{tmp}/clip.f32", "long": f"{tmp}/long.f32",
+                "fps": fps, "frames": frames}
+        (Path(tmp) / "spec.json").write_text(json.dumps(spec))
+        proc = subprocess.run([node, str(wasm.JS_DIR / "bench.mjs"), f"{tmp}/spec.json"], capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"bench: the WebAssembly run failed: {proc.stderr.strip()[-2000:]}")
     return {**json.loads(proc.stdout), "bytes": dfn.stat().st_size}
