@@ -11,6 +11,9 @@
 #   windows: MinGW-w64 (cross-compiles the engine kit's distilface.dll: `export --engine-kit
 #           --kit-target windows`) and Wine (runs its test: a Windows program on that DLL).
 #           About 1.2 GB installed; CI installs it (.ci/run).
+#   blender: Blender 3.4 and numpy for its glTF importer (Debian's blender does not depend on it),
+#           for the test of engines/blender (tests/test_blender.py). About 470 MB installed; CI
+#           installs it (.ci/run).
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 for extra in "$@"; do
@@ -36,6 +39,12 @@ for extra in "$@"; do
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends gcc-mingw-w64-x86-64 wine64
       fi
       ;;
-    *) echo "setup-extra: unknown extra '$extra' (known: mbrola kokoro windows)" >&2; exit 2;;
+    blender)
+      if ! { command -v blender >/dev/null && dpkg -s python3-numpy >/dev/null 2>&1; }; then
+        $SUDO apt-get update -q
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends blender python3-numpy
+      fi
+      ;;
+    *) echo "setup-extra: unknown extra '$extra' (known: mbrola kokoro windows blender)" >&2; exit 2;;
   esac
 done

@@ -1,0 +1,182 @@
+"""`distilface animate -o face.glb` in a real, headless Blender (Debian's blender 3.4 with its own
+Python and python3-numpy: `scripts/setup-extra.sh blender`): engines/blender/distilface_blender.py
+imports it, and a second Blender run reads the saved .blend back. The face's rest pose, every shape
+key, the key values at every frame and the deformed mesh at some frames are compared with the rig
+and with the curves of the same clip; the speech must sit in the sequencer at frame 0. Blender's
+importer alone (File > Import > glTF, a 24 fps scene) must read the same names and values."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from distilface.curves import load_curves
+from distilface.rig.gltf import write_face_glb
+from distilface.rig.mesh import load_rig
+
+REPO = Path(__file__).resolve().parents[1]
+ADDON = REPO / "engines" / "blender" / "distilface_blender.py"
+EXAMPLE_WAV = REPO / "src" / "distilface" / "data" / "example_en.wav"
+CLI = [sys.executable, "-m", "distilface.cli"]
+BLENDER = os.environ.get("DISTILFACE_BLENDER") or shutil.which("blender")
+# Blender runs on its own Python as a user's would: not this test's virtual environment (Debian's
+# blender takes the first python3 on PATH as its prefix).
+BLENDER_ENV = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+BLENDER_ENV["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+
+
+def blender(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([BLENDER, "-b", "--factory-startup", *args], env=BLENDER_ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _blender_has_numpy() -> bool:
+    if BLENDER is None:
+        return False
+    r = blender("--python-expr", "import sys, numpy; sys.exit(0)")
+    return r.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not _blender_has_numpy(),
+                                reason="Blender with numpy not installed (scripts/setup-extra.sh blender)")
+
+# Read back inside Blender: everything the test compares, as JSON.
+PROBE = r'''
+import bpy, json, os, sys
+out, frames = sys.argv[-2], [int(f) for f in sys.argv[-1].split(",")]
+sc = bpy.context.scene
+face = [o for o in bpy.data.objects if o.type == "MESH"][0]
+kb = face.data.shape_keys.key_blocks
+doc = {"fps": sc.render.fps / sc.render.fps_base, "frame_start": sc.frame_start,
+       "frame_end": sc.frame_end, "sync_mode": sc.sync_mode,
+       "names": [k.name for k in kb][1:],
+       "shapes": [[list(v.co) for v in k.data] for k in kb],
+       "keyframes": {}, "values": [], "evaluated": {}, "sound": None}
+action = face.data.shape_keys.animation_data.action
+for fc in action.fcurves:
+    doc["keyframes"][fc.data_path] = [list(p.co) for p in fc.keyframe_points]
+for f in range(sc.frame_start, sc.frame_end + 1):
+    sc.frame_set(f)
+    doc["values"].append([k.value for k in kb][1:])
+    if f in frames:
+        mesh = face.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
+        doc["evaluated"][str(f)] = [list(v.co) for v in mesh.vertices]
+if sc.sequence_editor:
+    s = list(sc.sequence_editor.sequences_all)[0]
+    doc["sound"] = {"path": os.path.normpath(bpy.path.abspath(s.sound.filepath)), "frame_start": s.frame_start,
+                    "frames": s.frame_final_duration}
+json.dump(doc, open(out, "w"))
+'''
+
+
+def to_blender_m(mm: np.ndarray) -> np.ndarray:
+    """The rig's millimetres (y up, facing +z, as in the .glb) -> Blender's metres, z up:
+    the importer maps glTF (x, y, z) to (x, -z, y)."""
+    m = np.asarray(mm, np.float64) * 1e-3
+    return np.stack([m[..., 0], -m[..., 2], m[..., 1]], axis=-1)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """The example clip animated by the real CLI as .glb and as JSON (the same frames)."""
+    d = tmp_path_factory.mktemp("blender")
+    wav = d / "speech.wav"
+    shutil.copy(EXAMPLE_WAV, wav)
+    for out in ("face.glb", "face.json"):
+        r = subprocess.run([*CLI, "animate", "speech.wav", "-o", out], cwd=d, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    return d, load_curves(d / "face.json")
+
+
+def test_the_addon_opens_the_animation_with_its_speech(clip, tmp_path):
+    d, curves = clip
+    rig = load_rig()
+    blend = tmp_path / "face.blend"
+    # From another directory: the sound file ("speech.wav", as animate was given it) is found beside
+    # the .glb.
+    r = blender("--python", str(ADDON), "--", str(d / "face.glb"), "--empty", "--save", str(blend))
+    assert r.returncode == 0, r.stdout + r.stderr
+    frames = curves.num_frames
+    assert f"52 shape keys, frames 0..{frames - 1} at 30 fps" in r.stdout
+
+    probe, dump = tmp_path / "probe.py", tmp_path / "dump.json"
+    probe.write_text(PROBE)
+    check = [0, 17, frames // 2, frames - 1]
+    r = blender(str(blend), "--python", str(probe), "--", str(dump), ",".join(map(str, check)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(dump.read_text())
+
+    assert doc["fps"] == 30 and doc["frame_start"] == 0 and doc["frame_end"] == frames - 1
+    assert doc["names"] == list(rig.names)
+    shapes = np.array(doc["shapes"])  # (1 + 52, V, 3): the basis, then each key fully on
+    np.testing.assert_allclose(shapes[0], to_blender_m(rig.neutral_mm), atol=1e-7)
+    np.testing.assert_allclose(shapes[1:] - shapes[0], to_blender_m(rig.deltas_mm), atol=1e-7)
+
+    # Keys on whole frames 0..T-1, and the value Blender plays at each frame is the curve's.
+    weights = rig.weights(curves)  # (T, 52) in rig order
+    for k, name in enumerate(rig.names):
+        keys = np.array(doc["keyframes"][f'key_blocks["{name}"].value'])
+        np.testing.assert_array_equal(keys[:, 0], np.arange(frames))
+        np.testing.assert_allclose(keys[:, 1], weights[:, k], atol=1e-6)
+    np.testing.assert_allclose(np.array(doc["values"]), weights, atol=1e-6)
+    assert weights[:, rig.names.index("jawOpen")].max() > 0.1  # the clip is speech: the jaw moves
+    for f in check:
+        np.testing.assert_allclose(np.array(doc["evaluated"][str(f)]),
+                                   to_blender_m(rig.vertices(weights[f])[0]), atol=1e-6)
+
+    seconds = sf.info(str(EXAMPLE_WAV)).duration
+    assert doc["sound"]["path"] == str(d / "speech.wav")
+    assert doc["sound"]["frame_start"] == 0
+    assert abs(doc["sound"]["frames"] - seconds * 30) <= 1
+    assert doc["sync_mode"] == "AUDIO_SYNC"
+
+
+PLAIN_IMPORT = r'''
+import bpy, json, os, sys
+bpy.ops.wm.read_factory_settings(use_empty=True)
+sys.path.insert(0, sys.argv[-3])
+import distilface_blender
+distilface_blender._numpy_for_the_importer()  # Debian's numpy 1.24 (see the add-on)
+bpy.ops.import_scene.gltf(filepath=sys.argv[-2])
+face = bpy.data.objects["face"]
+keys = {fc.data_path: [list(p.co) for p in fc.keyframe_points]
+        for fc in face.data.shape_keys.animation_data.action.fcurves}
+json.dump({"fps": bpy.context.scene.render.fps, "keys": keys}, open(sys.argv[-1], "w"))
+'''
+
+
+def test_blenders_own_importer_reads_the_names_and_values(clip, tmp_path):
+    """File > Import > glTF 2.0 in a default (24 fps) scene: the same values at the same times."""
+    d, curves = clip
+    rig = load_rig()
+    script, dump = tmp_path / "plain.py", tmp_path / "plain.json"
+    script.write_text(PLAIN_IMPORT)
+    r = blender("--python", str(script), "--", str(ADDON.parent), str(d / "face.glb"), str(dump))
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(dump.read_text())
+    assert doc["fps"] == 24
+    weights = rig.weights(curves)
+    for k, name in enumerate(rig.names):
+        keys = np.array(doc["keys"][f'key_blocks["{name}"].value'])
+        np.testing.assert_allclose(keys[:, 0], np.arange(len(weights)) * 24 / 30, atol=1e-4)
+        np.testing.assert_allclose(keys[:, 1], weights[:, k], atol=1e-6)
+
+
+def test_the_addon_names_the_file_and_the_problem(tmp_path):
+    still = write_face_glb(tmp_path / "still.glb")  # the face without an animation
+    text = tmp_path / "notes.glb"
+    text.write_text("not a model")
+    for path, message in ((still, "no animation in the file"), (text, "not a glTF binary file")):
+        r = blender("--python", str(ADDON), "--", str(path), "--empty")
+        assert r.returncode == 1
+        assert f"distilface: {path}: {message}" in r.stderr, r.stdout + r.stderr
+    r = blender("--python", str(ADDON), "--", str(still), "--audio", str(tmp_path / "gone.wav"))
+    assert f"{tmp_path / 'gone.wav'}: no such sound file" in r.stderr, r.stderr
