@@ -180,3 +180,131 @@ def test_the_addon_names_the_file_and_the_problem(tmp_path):
         assert f"distilface: {path}: {message}" in r.stderr, r.stdout + r.stderr
     r = blender("--python", str(ADDON), "--", str(still), "--audio", str(tmp_path / "gone.wav"))
     assert f"{tmp_path / 'gone.wav'}: no such sound file" in r.stderr, r.stderr
+
+
+def _addon_module():
+    """The add-on read outside Blender (its Live Link decoder needs no bpy)."""
+    sys.path.insert(0, str(ADDON.parent))
+    try:
+        import distilface_blender
+    finally:
+        sys.path.remove(str(ADDON.parent))
+    return distilface_blender
+
+
+def test_the_addons_live_link_decoder_reads_what_stream_sends():
+    from distilface.rig.arkit import ARKIT_52
+    from distilface.runtime.sinks import LiveLinkPacker
+
+    addon = _addon_module()
+    assert addon.ARKIT_ORDER == ARKIT_52
+    names = tuple(reversed(ARKIT_52))  # the packer reorders by name
+    values = np.linspace(0, 1, 52, dtype=np.float32)
+    pack = LiveLinkPacker(names, 29.97, subject="Talker", device_id="dev")
+    pack.start_frames = 1000.25
+    got = addon.decode_livelink(pack(3, values))
+    assert got["subject"] == "Talker" and got["fps"] == pytest.approx(30000 / 1001)
+    assert got["frame"] == pytest.approx(1003.25, abs=1e-3)
+    assert got["values"] == {n: pytest.approx(float(v)) for n, v in zip(names, values)}
+    packet = pack(0, values)
+    assert addon.decode_livelink(packet + b"\0")["values"]["jawOpen"] == got["values"]["jawOpen"]
+    for bad, message in ((packet[:-4], "not a Live Link Face packet"), (packet[:3], "not a Live Link"),
+                         (b"\x05" + packet[1:], "version 5")):
+        with pytest.raises(ValueError, match=message):
+            addon.decode_livelink(bad)
+
+
+LIVE_PROBE = r'''
+import bpy, json, sys
+sc = bpy.context.scene
+face = [o for o in bpy.data.objects if o.type == "MESH"][0]
+keys = {fc.data_path: [list(p.co) for p in fc.keyframe_points]
+        for fc in face.data.shape_keys.animation_data.action.fcurves}
+json.dump({"fps": sc.render.fps / sc.render.fps_base, "range": [sc.frame_start, sc.frame_end],
+           "keys": keys}, open(sys.argv[-1], "w"))
+'''
+
+
+def test_the_addon_records_a_live_stream(tmp_path):
+    """A real `distilface stream --output livelink` into the add-on's `--live --record` in Blender:
+    every frame keyed on its own frame with the values the stream's NDJSON output shows."""
+    import socket
+
+    face = write_face_glb(tmp_path / "face.glb")
+    blend = tmp_path / "live.blend"
+    rx = subprocess.Popen([BLENDER, "-b", "--factory-startup", "--python", str(ADDON), "--", str(face),
+                           "--empty", "--live", "0", "--record", "--idle-s", "3", "--wait-s", "60",
+                           "--save", str(blend)], env=BLENDER_ENV, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        port = None
+        for line in rx.stdout:
+            if "listening on UDP" in line:
+                port = int(line.split()[-1])
+                break
+        assert port, "Blender did not start listening"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"\x06garbage", ("127.0.0.1", port))  # skipped and counted, not fatal
+        with open(tmp_path / "frames.ndjson", "w") as ndjson:
+            stream = subprocess.run([*CLI, "stream", "--input", f"wav:{EXAMPLE_WAV}", "--output", "livelink",
+                                     "--livelink-port", str(port), "--output", "ndjson"],
+                                    stdout=ndjson, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert stream.returncode == 0, stream.stderr
+        out, _ = rx.communicate(timeout=60)
+    finally:
+        rx.kill()
+    assert rx.returncode == 0, out
+    sent = [json.loads(line) for line in (tmp_path / "frames.ndjson").read_text().splitlines()]
+    assert len(sent) == 99
+    assert f"received 99 frames (1 malformed packets skipped), recorded 99" in out, out
+
+    dump = tmp_path / "live.json"
+    (tmp_path / "probe.py").write_text(LIVE_PROBE)
+    r = blender(str(blend), "--python", str(tmp_path / "probe.py"), "--", str(dump))
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(dump.read_text())
+    assert doc["fps"] == 30 and doc["range"] == [1, 99]  # from the scene's current frame, 1
+    for name in ("jawOpen", "mouthClose", "mouthFunnel", "eyeBlinkLeft"):
+        keys = np.array(doc["keys"][f'key_blocks["{name}"].value'])
+        np.testing.assert_array_equal(keys[:, 0], np.arange(1, 100))
+        np.testing.assert_allclose(keys[:, 1], [f["blendshapes"][name] for f in sent], atol=1e-6)
+    assert max(f["blendshapes"]["jawOpen"] for f in sent) > 0.2  # speech opens the jaw
+
+
+REGISTERED = r'''
+import bpy, json, sys
+addon_dir, glb, bad, out = sys.argv[-4:]
+sys.path.insert(0, addon_dir)
+import distilface_blender
+bpy.ops.wm.read_factory_settings(use_empty=True)
+distilface_blender.register()
+doc = {"ops": [hasattr(bpy.ops.distilface, "live"), hasattr(bpy.ops.distilface, "live_stop")],
+       "port": bpy.context.scene.distilface_port}
+doc["import"] = list(bpy.ops.import_anim.distilface_glb(filepath=glb))
+sc = bpy.context.scene
+doc["scene"] = [sc.render.fps, sc.frame_start, sc.frame_end, len(sc.sequence_editor.sequences_all)]
+try:
+    bpy.ops.import_anim.distilface_glb(filepath=bad)
+except RuntimeError as e:  # a background operator's error report
+    doc["error"] = str(e)
+distilface_blender.unregister()
+doc["after"] = hasattr(bpy.types.Scene, "distilface_port")
+json.dump(doc, open(out, "w"))
+'''
+
+
+def test_the_addon_registers_and_its_import_operator_runs(clip, tmp_path):
+    d, curves = clip
+    bad = tmp_path / "bad.glb"
+    bad.write_bytes(b"glTF")
+    (tmp_path / "reg.py").write_text(REGISTERED)
+    out = tmp_path / "reg.json"
+    r = blender("--python", str(tmp_path / "reg.py"), "--", str(ADDON.parent), str(d / "face.glb"), str(bad),
+                str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["ops"] == [True, True] and doc["port"] == 11111
+    assert doc["import"] == ["FINISHED"]
+    assert doc["scene"] == [30, 0, curves.num_frames - 1, 1]
+    assert f"{bad}: not a glTF binary file (only 4 bytes)" in doc["error"]
+    assert doc["after"] is False

@@ -15,7 +15,14 @@
 #
 # `-b` before `--python` runs it without a window (with --save). Needs Blender >= 3.3 and the
 # numpy its glTF importer imports (Blender from blender.org bundles it; docs/engines.md, Blender).
-# docs/engines.md.
+#
+# Live: `distilface stream --output livelink` (or Live Link Face on a phone) sends Live Link Face
+# UDP packets; the add-on's View3D > Sidebar > DistilFace panel, or
+#
+#     blender face.blend --python engines/blender/distilface_blender.py -- --live 11111 [--record]
+#
+# puts each packet's 52 ARKit values on the active mesh's shape keys (matched by name, case
+# folded), and with --record keys them into the timeline. docs/engines.md.
 
 bl_info = {
     "name": "DistilFace animation (.glb)",
@@ -29,6 +36,7 @@ bl_info = {
 }
 
 import json
+import math
 import os
 import struct
 import sys
@@ -81,6 +89,133 @@ def find_sound(sound, glb_path):
         if os.path.isfile(candidate):
             return os.path.abspath(candidate)
     return None
+
+
+# Live Link Face packets (what `distilface stream --output livelink` and the iPhone app send):
+# big-endian uint8 version | int32 length + device id | int32 length + subject name | int32 frame,
+# float32 sub-frame, int32 fps numerator, int32 denominator | uint8 count | count float32 values:
+# the 52 ARKit blendshapes in ARKit's order (below), then 9 head and eye rotations.
+LIVE_LINK_VERSION = 6
+LIVE_LINK_PORT = 11111
+# distilface.rig.arkit.ARKIT_52 again: the add-on runs in Blender's Python without distilface
+# installed; tests/test_blender.py keeps the two equal.
+ARKIT_ORDER = (
+    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
+    "eyeSquintLeft", "eyeWideLeft", "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight",
+    "eyeLookOutRight", "eyeLookUpRight", "eyeSquintRight", "eyeWideRight",
+    "jawForward", "jawLeft", "jawRight", "jawOpen",
+    "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
+    "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
+    "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight",
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "noseSneerLeft", "noseSneerRight",
+    "tongueOut",
+)
+
+
+def decode_livelink(packet):
+    """One Live Link Face packet -> dict(subject, frame (float, sub-frame included), fps, values:
+    {ARKit name: value}). ValueError for anything else. Bytes after the values are ignored (room
+    for what a later version of the app may append)."""
+    try:
+        version = packet[0]
+        if version != LIVE_LINK_VERSION:
+            raise ValueError(f"Live Link Face version {version}, this reads {LIVE_LINK_VERSION}")
+        at, texts = 1, []
+        for _ in range(2):  # device id, subject name
+            (n,) = struct.unpack_from(">i", packet, at)
+            if not 0 <= n <= 1024:
+                raise ValueError(f"name length {n}")
+            texts.append(packet[at + 4:at + 4 + n].decode("utf-8"))
+            at += 4 + n
+        frame, sub, num, den = struct.unpack_from(">ifii", packet, at)
+        count = packet[at + 16]
+        values = struct.unpack_from(f">{count}f", packet, at + 17)
+    except (IndexError, struct.error, UnicodeDecodeError) as e:
+        raise ValueError(f"not a Live Link Face packet ({len(packet)} bytes): {e}") from None
+    if count < len(ARKIT_ORDER) or den <= 0 or num <= 0:
+        raise ValueError(f"Live Link Face packet with {count} values at {num}/{den} fps")
+    return {"subject": texts[1], "frame": frame + sub, "fps": num / den,
+            "values": dict(zip(ARKIT_ORDER, values))}
+
+
+class LiveLinkReceiver:
+    """Live Link Face packets from a UDP port, read without blocking (Blender's UI runs `poll`
+    from a timer). Malformed packets are counted and skipped, never raised."""
+
+    def __init__(self, port=LIVE_LINK_PORT, host="127.0.0.1", subject=None):
+        import socket
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, port))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.subject = subject  # only this subject's packets when given
+        self.frames = 0
+        self.bad_packets = 0
+
+    def poll(self):
+        """Every packet waiting now, decoded, oldest first."""
+        out = []
+        while True:
+            try:
+                packet = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return out
+            try:
+                frame = decode_livelink(packet)
+            except ValueError:
+                self.bad_packets += 1
+                continue
+            if self.subject is None or frame["subject"] == self.subject:
+                self.frames += 1
+                out.append(frame)
+
+    def close(self):
+        self.sock.close()
+
+
+def shape_key_map(obj):
+    """ARKit name -> the object's shape key, matched case-folded ("jawOpen" or VRM "JawOpen")."""
+    keys = obj.data.shape_keys.key_blocks if obj and obj.type == "MESH" and obj.data.shape_keys else []
+    by_name = {k.name.casefold(): k for k in keys}
+    return {n: by_name[n.casefold()] for n in ARKIT_ORDER if n.casefold() in by_name}
+
+
+class LiveApplier:
+    """Puts received frames on an object's shape keys; with `record`, keys them at the scene frame
+    of their timecode: the first packet is `start_frame`, later ones follow at the scene's rate."""
+
+    def __init__(self, obj, record=False, start_frame=0):
+        self.keys = shape_key_map(obj)
+        if not self.keys:
+            raise ValueError(f"{obj.name if obj else 'no object'}: no shape keys with ARKit names")
+        self.record, self.start_frame = record, start_frame
+        self.first = None
+        self.recorded = 0
+
+    def scene_frame(self, frame, scene):
+        fps = scene.render.fps / scene.render.fps_base
+        return self.start_frame + (frame["frame"] - self.first) * fps / frame["fps"]
+
+    def apply(self, frames, scene):
+        for frame in frames:
+            if self.first is None:
+                self.first = frame["frame"]
+            if not self.record and frame is not frames[-1]:
+                continue  # live view: only the newest matters
+            at = self.scene_frame(frame, scene)
+            at_whole = round(at)
+            if abs(at - at_whole) < 1e-3:
+                at = at_whole
+            for name, key in self.keys.items():
+                key.value = frame["values"][name]
+                if self.record:
+                    key.keyframe_insert("value", frame=at)
+            self.recorded += self.record
 
 
 def set_scene_rate(scene, fps):
@@ -183,18 +318,146 @@ try:
                 return {"CANCELLED"}
             return {"FINISHED"}
 
+    class DISTILFACE_OT_live(bpy.types.Operator):
+        """Put Live Link Face packets (distilface stream --output livelink) on the active mesh's
+        shape keys until Esc or Stop; with Record, key them into the timeline"""
+        bl_idname = "distilface.live"
+        bl_label = "Start live"
+        running = False  # one receiver at a time (the port): the panel's Stop clears this
+
+        def execute(self, context):
+            scene = context.scene
+            try:
+                self.applier = LiveApplier(context.active_object, record=scene.distilface_record,
+                                           start_frame=scene.frame_current)
+                self.receiver = LiveLinkReceiver(scene.distilface_port)
+            except (OSError, ValueError) as e:
+                self.report({"ERROR"}, f"DistilFace live: {e}")
+                return {"CANCELLED"}
+            DISTILFACE_OT_live.running = True
+            self.timer = context.window_manager.event_timer_add(1 / 120, window=context.window)
+            context.window_manager.modal_handler_add(self)
+            self.report({"INFO"}, f"DistilFace live: listening on UDP {self.receiver.port}")
+            return {"RUNNING_MODAL"}
+
+        def modal(self, context, event):
+            if event.type == "ESC" or not DISTILFACE_OT_live.running:
+                context.window_manager.event_timer_remove(self.timer)
+                self.receiver.close()
+                DISTILFACE_OT_live.running = False
+                self.report({"INFO"}, f"DistilFace live: {self.receiver.frames} frames, "
+                                      f"{self.applier.recorded} recorded")
+                return {"FINISHED"}
+            if event.type == "TIMER":
+                frames = self.receiver.poll()
+                if frames:
+                    self.applier.apply(frames, context.scene)
+                    for area in context.screen.areas:
+                        area.tag_redraw()
+            return {"PASS_THROUGH"}
+
+    class DISTILFACE_OT_live_stop(bpy.types.Operator):
+        """Stop receiving"""
+        bl_idname = "distilface.live_stop"
+        bl_label = "Stop live"
+
+        def execute(self, context):
+            DISTILFACE_OT_live.running = False
+            return {"FINISHED"}
+
+    class DISTILFACE_PT_live(bpy.types.Panel):
+        bl_label = "DistilFace live"
+        bl_space_type = "VIEW_3D"
+        bl_region_type = "UI"
+        bl_category = "DistilFace"
+
+        def draw(self, context):
+            col = self.layout.column()
+            col.prop(context.scene, "distilface_port")
+            col.prop(context.scene, "distilface_record")
+            if DISTILFACE_OT_live.running:
+                col.operator(DISTILFACE_OT_live_stop.bl_idname)
+            else:
+                col.operator(DISTILFACE_OT_live.bl_idname)
+
+    CLASSES = (DISTILFACE_OT_import_glb, DISTILFACE_OT_live, DISTILFACE_OT_live_stop, DISTILFACE_PT_live)
+
     def _menu(self, context):
         self.layout.operator(DISTILFACE_OT_import_glb.bl_idname, text="DistilFace animation (.glb)")
 
     def register():
-        bpy.utils.register_class(DISTILFACE_OT_import_glb)
+        from bpy.props import BoolProperty, IntProperty
+
+        for cls in CLASSES:
+            bpy.utils.register_class(cls)
         bpy.types.TOPBAR_MT_file_import.append(_menu)
+        bpy.types.Scene.distilface_port = IntProperty(
+            name="UDP port", default=LIVE_LINK_PORT, min=1, max=65535,
+            description="Where Live Link Face packets arrive (distilface stream --livelink-port)")
+        bpy.types.Scene.distilface_record = BoolProperty(
+            name="Record", default=False, description="Key every frame into the timeline from the current frame")
 
     def unregister():
+        del bpy.types.Scene.distilface_record
+        del bpy.types.Scene.distilface_port
         bpy.types.TOPBAR_MT_file_import.remove(_menu)
-        bpy.utils.unregister_class(DISTILFACE_OT_import_glb)
+        for cls in reversed(CLASSES):
+            bpy.utils.unregister_class(cls)
 except ImportError:  # read outside Blender (its tests import the helpers above)
     pass
+
+
+def import_face(context, glb_path):
+    """A .glb's mesh (with or without an animation) through Blender's importer -> the object."""
+    import bpy
+
+    read_glb_json(glb_path)  # a clear error for a file that is not a .glb
+    _numpy_for_the_importer()
+    before = set(bpy.data.objects)
+    bpy.ops.import_scene.gltf(filepath=glb_path)
+    meshes = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+    if not meshes:
+        raise RuntimeError(f"{glb_path}: the importer made no mesh")
+    context.view_layer.objects.active = meshes[0]
+    return meshes[0]
+
+
+def record_live(context, port, record, frames_max, idle_s, wait_s, keep_rate):
+    """The `--live` script mode: receive until `frames_max` frames, `idle_s` without a packet after
+    the first, or `wait_s` without any; with `record`, the scene's rate becomes the stream's
+    (unless `keep_rate`) so every frame is keyed on a whole frame, and the range covers them."""
+    import time
+
+    scene = context.scene
+    applier = LiveApplier(context.active_object, record=record, start_frame=scene.frame_current)
+    receiver = LiveLinkReceiver(port)
+    print(f"distilface: listening on UDP {receiver.port}", flush=True)
+    start = last = time.monotonic()
+    try:
+        while True:
+            frames = receiver.poll()
+            now = time.monotonic()
+            if frames:
+                if applier.first is None and record and not keep_rate:
+                    set_scene_rate(scene, frames[0]["fps"])
+                applier.apply(frames, scene)
+                last = now
+            elif applier.first is None and now - start > wait_s:
+                raise TimeoutError(f"no Live Link Face packet on UDP {receiver.port} in {wait_s:g} s")
+            elif applier.first is not None and now - last > idle_s:
+                break
+            if frames_max and receiver.frames >= frames_max:
+                break
+            time.sleep(0.002)
+    finally:
+        receiver.close()
+    if record and applier.recorded:
+        scene.frame_start = applier.start_frame
+        action = next(iter(applier.keys.values())).id_data.animation_data.action
+        last_key = max(p.co.x for fc in action.fcurves for p in fc.keyframe_points)
+        scene.frame_end = int(math.ceil(last_key))
+    print(f"distilface: received {receiver.frames} frames ({receiver.bad_packets} malformed "
+          f"packets skipped), recorded {applier.recorded}", flush=True)
 
 
 def main(argv):
@@ -203,23 +466,39 @@ def main(argv):
     import bpy
 
     p = argparse.ArgumentParser(prog="blender --python distilface_blender.py --",
-                                description="Open a distilface animate .glb in Blender with its speech.")
-    p.add_argument("glb")
+                                description="Open a distilface animate .glb in Blender with its speech; "
+                                            "or receive Live Link Face packets onto a face.")
+    p.add_argument("glb", nargs="?", help="a distilface animate .glb (with --live: any face .glb)")
     p.add_argument("--audio", help="the speech, when it is not where the .glb says")
     p.add_argument("--save", help="write the scene to this .blend")
     p.add_argument("--empty", action="store_true",
                    help="start from an empty scene (no default cube, camera and light)")
+    live = p.add_argument_group("live (Live Link Face packets: distilface stream --output livelink)")
+    live.add_argument("--live", type=int, metavar="PORT",
+                      help=f"receive on this UDP port ({LIVE_LINK_PORT} is the app's; 0: any free port)")
+    live.add_argument("--record", action="store_true", help="key every frame into the timeline")
+    live.add_argument("--frames", type=int, default=0, help="stop after this many frames (0: no limit)")
+    live.add_argument("--idle-s", type=float, default=2.0, help="stop this long after the last packet")
+    live.add_argument("--wait-s", type=float, default=60.0, help="give up after this long without any")
+    live.add_argument("--keep-rate", action="store_true", help="record at the scene's frame rate")
     a = p.parse_args(argv)
     if a.empty:
         bpy.ops.wm.read_factory_settings(use_empty=True)
     try:
-        face = import_animation(bpy.context, os.path.abspath(a.glb), a.audio)
+        if a.live is not None:
+            if a.glb:
+                import_face(bpy.context, os.path.abspath(a.glb))
+            record_live(bpy.context, a.live, a.record, a.frames, a.idle_s, a.wait_s, a.keep_rate)
+        elif not a.glb:
+            p.error("give a .glb, or --live PORT")
+        else:
+            face = import_animation(bpy.context, os.path.abspath(a.glb), a.audio)
+            print(f"distilface: {a.glb}: {len(face.data.shape_keys.key_blocks) - 1} shape keys, frames "
+                  f"{bpy.context.scene.frame_start}..{bpy.context.scene.frame_end} at "
+                  f"{bpy.context.scene.render.fps / bpy.context.scene.render.fps_base:g} fps")
     except (OSError, ValueError, RuntimeError) as e:
         print(f"distilface: {e}", file=sys.stderr)
         sys.exit(1)
-    print(f"distilface: {a.glb}: {len(face.data.shape_keys.key_blocks) - 1} shape keys, frames "
-          f"{bpy.context.scene.frame_start}..{bpy.context.scene.frame_end} at "
-          f"{bpy.context.scene.render.fps / bpy.context.scene.render.fps_base:g} fps")
     if a.save:
         bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(a.save))
         print(f"distilface: wrote {a.save}")
