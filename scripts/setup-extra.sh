@@ -11,9 +11,10 @@
 #   windows: MinGW-w64 (cross-compiles the engine kit's distilface.dll: `export --engine-kit
 #           --kit-target windows`) and Wine (runs its test: a Windows program on that DLL).
 #           About 1.2 GB installed; CI installs it (.ci/run).
-#   blender: Blender 3.4 and numpy for its glTF importer (Debian's blender does not depend on it),
-#           for the test of engines/blender (tests/test_blender.py). About 470 MB installed; CI
-#           installs it (.ci/run).
+#   blender: the two Blenders the test of engines/blender runs in (tests/test_blender.py): Debian's
+#           Blender 3.4 with numpy for its glTF importer (the package does not depend on it), and
+#           Blender 5.0 as a Python module (PyPI bpy, its own environment .venv-bpy). About 470 MB
+#           and 1 GB installed; CI installs it (.ci/run).
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 for extra in "$@"; do
@@ -43,6 +44,11 @@ for extra in "$@"; do
       if ! { command -v blender >/dev/null && dpkg -s python3-numpy >/dev/null 2>&1; }; then
         $SUDO apt-get update -q
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends blender python3-numpy
+      fi
+      root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+      if ! "$root/.venv-bpy/bin/python" -c "import bpy" >/dev/null 2>&1; then
+        "${PYTHON:-python3.11}" -m venv "$root/.venv-bpy"
+        "$root/.venv-bpy/bin/pip" install -q bpy==5.0.1
       fi
       ;;
     *) echo "setup-extra: unknown extra '$extra' (known: mbrola kokoro windows blender)" >&2; exit 2;;

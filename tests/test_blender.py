@@ -27,30 +27,76 @@ ADDON = REPO / "engines" / "blender" / "distilface_blender.py"
 EXAMPLE_WAV = REPO / "src" / "distilface" / "data" / "example_en.wav"
 CLI = [sys.executable, "-m", "distilface.cli"]
 BLENDER = os.environ.get("DISTILFACE_BLENDER") or shutil.which("blender")
+# Blender 5 as a Python module (PyPI `bpy`, in its own environment: scripts/setup-extra.sh blender).
+BPY_PYTHON = os.environ.get("DISTILFACE_BPY_PYTHON") or str(REPO / ".venv-bpy" / "bin" / "python")
 # Blender runs on its own Python as a user's would: not this test's virtual environment (Debian's
-# blender takes the first python3 on PATH as its prefix).
+# blender takes the first python3 on PATH as its prefix). Probes import the add-on's helpers.
 BLENDER_ENV = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
 BLENDER_ENV["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+BLENDER_ENV["DISTILFACE_ADDON_DIR"] = str(ADDON.parent)
+
+# `blender -b --factory-startup [FILE.blend] --python SCRIPT | --python-expr EXPR -- ARGS` for the
+# bpy module: open the file or the factory settings, then run the script with Blender's argv.
+BPY_LAUNCH = r"""
+import runpy, sys
+import bpy
+args = sys.argv[1:]
+cut = args.index("--") if "--" in args else len(args)
+head, script, expr, blend = args[:cut], None, None, None
+i = 0
+while i < len(head):
+    if head[i] in ("--python", "--python-expr"):
+        script, expr = (head[i + 1], None) if head[i] == "--python" else (None, head[i + 1])
+        i += 2
+    else:
+        blend, i = head[i], i + 1
+if blend:
+    bpy.ops.wm.open_mainfile(filepath=blend)
+else:
+    bpy.ops.wm.read_factory_settings()
+sys.argv = ["blender", *args]
+if script:
+    runpy.run_path(script, run_name="__main__")
+else:
+    exec(expr, {"__name__": "__main__"})
+"""
 
 
-def blender(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([BLENDER, "-b", "--factory-startup", *args], env=BLENDER_ENV,
-                          capture_output=True, text=True, timeout=timeout)
+def _command(kind: str, *args: str) -> list[str]:
+    if kind == "blender":
+        return [BLENDER, "-b", "--factory-startup", *args]
+    return [BPY_PYTHON, "-c", BPY_LAUNCH, *args]
 
 
-def _blender_has_numpy() -> bool:
-    if BLENDER is None:
+def _works(kind: str) -> bool:
+    if kind == "blender" and BLENDER is None or kind == "bpy" and not Path(BPY_PYTHON).exists():
         return False
-    r = blender("--python-expr", "import sys, numpy; sys.exit(0)")
+    r = subprocess.run(_command(kind, "--python-expr", "import sys, numpy; sys.exit(0)"), env=BLENDER_ENV,
+                       capture_output=True, timeout=120)
     return r.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not _blender_has_numpy(),
-                                reason="Blender with numpy not installed (scripts/setup-extra.sh blender)")
+KINDS = [pytest.param("blender", id="blender-3.4", marks=pytest.mark.skipif(
+             not _works("blender"), reason="Blender with numpy not installed (scripts/setup-extra.sh blender)")),
+         pytest.param("bpy", id="bpy-5.0", marks=pytest.mark.skipif(
+             not _works("bpy"), reason="bpy 5 not installed in .venv-bpy (scripts/setup-extra.sh blender)"))]
+
+
+@pytest.fixture(params=KINDS)
+def blender(request):
+    """Runs a Blender (the Debian 3.4 binary, or the bpy 5.0 module) as `blender -b ARGS` would."""
+    def run(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(_command(request.param, *args), env=env or BLENDER_ENV, capture_output=True,
+                              text=True, timeout=timeout)
+    run.command = lambda *args: _command(request.param, *args)
+    return run
+
 
 # Read back inside Blender: everything the test compares, as JSON.
 PROBE = r'''
 import bpy, json, os, sys
+sys.path.insert(0, os.environ["DISTILFACE_ADDON_DIR"])
+from distilface_blender import fcurves
 out, frames = sys.argv[-2], [int(f) for f in sys.argv[-1].split(",")]
 sc = bpy.context.scene
 face = [o for o in bpy.data.objects if o.type == "MESH"][0]
@@ -60,8 +106,7 @@ doc = {"fps": sc.render.fps / sc.render.fps_base, "frame_start": sc.frame_start,
        "names": [k.name for k in kb][1:],
        "shapes": [[list(v.co) for v in k.data] for k in kb],
        "keyframes": {}, "values": [], "evaluated": {}, "sound": None}
-action = face.data.shape_keys.animation_data.action
-for fc in action.fcurves:
+for fc in fcurves(face.data.shape_keys.animation_data):
     doc["keyframes"][fc.data_path] = [list(p.co) for p in fc.keyframe_points]
 for f in range(sc.frame_start, sc.frame_end + 1):
     sc.frame_set(f)
@@ -70,7 +115,8 @@ for f in range(sc.frame_start, sc.frame_end + 1):
         mesh = face.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
         doc["evaluated"][str(f)] = [list(v.co) for v in mesh.vertices]
 if sc.sequence_editor:
-    s = list(sc.sequence_editor.sequences_all)[0]
+    ed = sc.sequence_editor
+    s = list(ed.strips_all if hasattr(ed, "strips_all") else ed.sequences_all)[0]
     doc["sound"] = {"path": os.path.normpath(bpy.path.abspath(s.sound.filepath)), "frame_start": s.frame_start,
                     "frames": s.frame_final_duration}
 json.dump(doc, open(out, "w"))
@@ -96,7 +142,7 @@ def clip(tmp_path_factory):
     return d, load_curves(d / "face.json")
 
 
-def test_the_addon_opens_the_animation_with_its_speech(clip, tmp_path):
+def test_the_addon_opens_the_animation_with_its_speech(blender, clip, tmp_path):
     d, curves = clip
     rig = load_rig()
     blend = tmp_path / "face.blend"
@@ -148,12 +194,12 @@ distilface_blender._numpy_for_the_importer()  # Debian's numpy 1.24 (see the add
 bpy.ops.import_scene.gltf(filepath=sys.argv[-2])
 face = bpy.data.objects["face"]
 keys = {fc.data_path: [list(p.co) for p in fc.keyframe_points]
-        for fc in face.data.shape_keys.animation_data.action.fcurves}
+        for fc in distilface_blender.fcurves(face.data.shape_keys.animation_data)}
 json.dump({"fps": bpy.context.scene.render.fps, "keys": keys}, open(sys.argv[-1], "w"))
 '''
 
 
-def test_blenders_own_importer_reads_the_names_and_values(clip, tmp_path):
+def test_blenders_own_importer_reads_the_names_and_values(blender, clip, tmp_path):
     """File > Import > glTF 2.0 in a default (24 fps) scene: the same values at the same times."""
     d, curves = clip
     rig = load_rig()
@@ -170,7 +216,7 @@ def test_blenders_own_importer_reads_the_names_and_values(clip, tmp_path):
         np.testing.assert_allclose(keys[:, 1], weights[:, k], atol=1e-6)
 
 
-def test_the_addon_names_the_file_and_the_problem(tmp_path):
+def test_the_addon_names_the_file_and_the_problem(blender, tmp_path):
     still = write_face_glb(tmp_path / "still.glb")  # the face without an animation
     text = tmp_path / "notes.glb"
     text.write_text("not a model")
@@ -215,26 +261,28 @@ def test_the_addons_live_link_decoder_reads_what_stream_sends():
 
 
 LIVE_PROBE = r'''
-import bpy, json, sys
+import bpy, json, os, sys
+sys.path.insert(0, os.environ["DISTILFACE_ADDON_DIR"])
+from distilface_blender import fcurves
 sc = bpy.context.scene
 face = [o for o in bpy.data.objects if o.type == "MESH"][0]
 keys = {fc.data_path: [list(p.co) for p in fc.keyframe_points]
-        for fc in face.data.shape_keys.animation_data.action.fcurves}
+        for fc in fcurves(face.data.shape_keys.animation_data)}
 json.dump({"fps": sc.render.fps / sc.render.fps_base, "range": [sc.frame_start, sc.frame_end],
            "keys": keys}, open(sys.argv[-1], "w"))
 '''
 
 
-def test_the_addon_records_a_live_stream(tmp_path):
+def test_the_addon_records_a_live_stream(blender, tmp_path):
     """A real `distilface stream --output livelink` into the add-on's `--live --record` in Blender:
     every frame keyed on its own frame with the values the stream's NDJSON output shows."""
     import socket
 
     face = write_face_glb(tmp_path / "face.glb")
     blend = tmp_path / "live.blend"
-    rx = subprocess.Popen([BLENDER, "-b", "--factory-startup", "--python", str(ADDON), "--", str(face),
-                           "--empty", "--live", "0", "--record", "--idle-s", "3", "--wait-s", "60",
-                           "--save", str(blend)], env=BLENDER_ENV, stdout=subprocess.PIPE,
+    rx = subprocess.Popen(blender.command("--python", str(ADDON), "--", str(face), "--empty", "--live", "0",
+                                          "--record", "--idle-s", "3", "--wait-s", "60", "--save", str(blend)),
+                          env=BLENDER_ENV, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     try:
         port = None
@@ -272,37 +320,41 @@ def test_the_addon_records_a_live_stream(tmp_path):
 
 
 REGISTERED = r'''
-import bpy, json, sys
-addon_dir, glb, bad, out = sys.argv[-4:]
-sys.path.insert(0, addon_dir)
-import distilface_blender
+import addon_utils, bpy, json, sys
+addon, glb, bad, out = sys.argv[-4:]
 bpy.ops.wm.read_factory_settings(use_empty=True)
-distilface_blender.register()
-doc = {"ops": [hasattr(bpy.ops.distilface, "live"), hasattr(bpy.ops.distilface, "live_stop")],
-       "port": bpy.context.scene.distilface_port}
+# As a user installs it: Preferences > Add-ons > Install (from Disk), then the checkbox.
+doc = {"install": list(bpy.ops.preferences.addon_install(filepath=addon))}
+distilface_blender = addon_utils.enable("distilface_blender", default_set=True)
+doc["where"] = distilface_blender.__file__
+doc.update({"ops": [hasattr(bpy.ops.distilface, "live"), hasattr(bpy.ops.distilface, "live_stop")],
+       "port": bpy.context.scene.distilface_port})
 doc["import"] = list(bpy.ops.import_anim.distilface_glb(filepath=glb))
 sc = bpy.context.scene
-doc["scene"] = [sc.render.fps, sc.frame_start, sc.frame_end, len(sc.sequence_editor.sequences_all)]
+doc["scene"] = [sc.render.fps, sc.frame_start, sc.frame_end, len(distilface_blender.sound_strips(sc))]
 try:
     bpy.ops.import_anim.distilface_glb(filepath=bad)
 except RuntimeError as e:  # a background operator's error report
     doc["error"] = str(e)
-distilface_blender.unregister()
+addon_utils.disable("distilface_blender", default_set=True)
 doc["after"] = hasattr(bpy.types.Scene, "distilface_port")
 json.dump(doc, open(out, "w"))
 '''
 
 
-def test_the_addon_registers_and_its_import_operator_runs(clip, tmp_path):
+def test_the_addon_installs_and_its_import_operator_runs(blender, clip, tmp_path):
     d, curves = clip
     bad = tmp_path / "bad.glb"
     bad.write_bytes(b"glTF")
     (tmp_path / "reg.py").write_text(REGISTERED)
     out = tmp_path / "reg.json"
-    r = blender("--python", str(tmp_path / "reg.py"), "--", str(ADDON.parent), str(d / "face.glb"), str(bad),
-                str(out))
+    # Installed into this test's own user scripts folder, not the machine's.
+    r = blender("--python", str(tmp_path / "reg.py"), "--", str(ADDON), str(d / "face.glb"), str(bad), str(out),
+                env={**BLENDER_ENV, "HOME": str(tmp_path), "BLENDER_USER_SCRIPTS": str(tmp_path / "scripts")})
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(out.read_text())
+    assert doc["install"] == ["FINISHED"]
+    assert doc["where"] == str(tmp_path / "scripts" / "addons" / "distilface_blender.py")
     assert doc["ops"] == [True, True] and doc["port"] == 11111
     assert doc["import"] == ["FINISHED"]
     assert doc["scene"] == [30, 0, curves.num_frames - 1, 1]

@@ -7,14 +7,15 @@
 # fractional frames), starts the keys at frame 0 while the scene starts at 1, and leaves the sound
 # out (glTF cannot carry audio). This does those three things around the same importer.
 #
-# As an add-on: Edit > Preferences > Add-ons > Install... this file; then File > Import >
-# "DistilFace animation (.glb)". As a script (no add-on installed):
+# As an add-on: Edit > Preferences > Add-ons > Install from Disk (Install... before Blender 4.2)
+# this file, tick it; then File > Import > "DistilFace animation (.glb)". As a script (no add-on
+# installed):
 #
 #     blender --python engines/blender/distilface_blender.py -- face.glb [--audio speech.wav]
 #             [--save face.blend]
 #
-# `-b` before `--python` runs it without a window (with --save). Needs Blender >= 3.3 and the
-# numpy its glTF importer imports (Blender from blender.org bundles it; docs/engines.md, Blender).
+# `-b` before `--python` runs it without a window (with --save). Tested in Blender 3.4 and 5.0;
+# the glTF importer needs numpy in Blender's Python (blender.org builds bundle it; docs/engines.md).
 #
 # Live: `distilface stream --output livelink` (or Live Link Face on a phone) sends Live Link Face
 # UDP packets; the add-on's View3D > Sidebar > DistilFace panel, or
@@ -237,12 +238,31 @@ def _numpy_for_the_importer():
         np.bool = np.bool_
 
 
+def fcurves(anim_data):
+    """The F-curves animating an ID: `action.fcurves` up to Blender 4.3; from 4.4 actions have
+    slots and layers, and 5.0 drops `action.fcurves` for the assigned slot's channel bag."""
+    if anim_data is None or anim_data.action is None:
+        return []
+    try:
+        from bpy_extras.anim_utils import animdata_get_channelbag_for_assigned_slot
+    except ImportError:  # Blender < 4.4
+        return list(anim_data.action.fcurves)
+    bag = animdata_get_channelbag_for_assigned_slot(anim_data)
+    return list(bag.fcurves) if bag else []
+
+
+def sound_strips(scene):
+    """The sequencer's strips collection: `strips` from Blender 4.4 (5.0 drops `sequences`)."""
+    if scene.sequence_editor is None:
+        scene.sequence_editor_create()
+    ed = scene.sequence_editor
+    return ed.strips if hasattr(ed, "strips") else ed.sequences
+
+
 def _snap_keys_to_frames(anim_data):
     """Key times are float32 seconds (k / 30 in the file), so k / 30 * 30 comes out as 62.999996:
     put keys within 1e-3 of a whole frame on it, handles moved with them."""
-    if anim_data is None or anim_data.action is None:
-        return
-    for fc in anim_data.action.fcurves:
+    for fc in fcurves(anim_data):
         for p in fc.keyframe_points:
             shift = round(p.co.x) - p.co.x
             if 0 < abs(shift) < 1e-3:
@@ -281,11 +301,8 @@ def import_animation(context, glb_path, audio_path=None):
 
     audio = os.path.abspath(audio_path) if audio_path else find_sound(sound, glb_path)
     if audio:
-        if scene.sequence_editor is None:
-            scene.sequence_editor_create()
-        strip = scene.sequence_editor.sequences.new_sound(
+        strip = sound_strips(scene).new_sound(
             name=os.path.basename(audio), filepath=audio, channel=1, frame_start=0)
-        strip["distilface"] = True
         # Playback drops frames rather than drifting from the sound.
         scene.sync_mode = "AUDIO_SYNC"
     elif sound:
@@ -453,8 +470,8 @@ def record_live(context, port, record, frames_max, idle_s, wait_s, keep_rate):
         receiver.close()
     if record and applier.recorded:
         scene.frame_start = applier.start_frame
-        action = next(iter(applier.keys.values())).id_data.animation_data.action
-        last_key = max(p.co.x for fc in action.fcurves for p in fc.keyframe_points)
+        anim = next(iter(applier.keys.values())).id_data.animation_data
+        last_key = max(p.co.x for fc in fcurves(anim) for p in fc.keyframe_points)
         scene.frame_end = int(math.ceil(last_key))
     print(f"distilface: received {receiver.frames} frames ({receiver.bad_packets} malformed "
           f"packets skipped), recorded {applier.recorded}", flush=True)
