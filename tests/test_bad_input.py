@@ -4,6 +4,7 @@ result's values or the one error line checked; a 2-hour file animated and stream
 memory; hypothesis fuzzing of audio loading, the animate reading path and the stream's PCM
 inputs (stdin and WebSocket) for a bounded number of examples (DISTILFACE_FUZZ_EXAMPLES)."""
 
+import contextlib
 import io
 import json
 import logging
@@ -227,6 +228,74 @@ def test_debug_shows_tracebacks_and_bugs_are_not_swallowed(monkeypatch, bad, tin
         main(["animate", str(bad[0] / "pcm_24.wav"), "-o", str(tmp_path / "x.json")])
 
 
+# -- outputs, models and options ---------------------------------------------------------------
+
+def test_animate_output_problems_fail_before_the_run_naming_the_target(bad, tiny_ckpt, tmp_path):
+    """Where the curves cannot go, animate says so up front (never naming its temporary file), and
+    an output that is the input audio is refused: the audio stays as it was."""
+    folder, _ = bad
+    audio = tmp_path / "speech.wav"
+    shutil.copy(folder / "pcm_24.wav", audio)
+    before = audio.read_bytes()
+    (tmp_path / "odir").mkdir()
+    cases = [(audio, ["--format", "csv"], f"{audio}: is the input file"),
+             (tmp_path / "odir", ["--format", "json"], f"{tmp_path / 'odir'}: is a folder"),
+             (audio / "x.json", [], f"{audio / 'x.json'}: {audio} is a file, not a folder")]
+    if Path("/sys/kernel").is_dir():  # sysfs takes no new files, even from root
+        cases.append((Path("/sys/x.json"), [], "/sys/x.json: cannot write there"))
+    for out, extra, message in cases:
+        code = cli("animate", audio, "-o", out, "--model", tiny_ckpt, "--no-progress", *extra)
+        assert isinstance(code, str) and code.startswith(f"distilface animate: {message}"), code
+        assert ".tmp" not in code and ".probe" not in code
+    assert audio.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["odir", "speech.wav"]
+
+
+def test_animate_npz_by_format_or_upper_case_extension(bad, tiny_ckpt, tmp_path):
+    from distilface.curves import load_curves
+
+    folder, _ = bad
+    assert cli("animate", folder / "pcm_24.wav", "-o", tmp_path / "a.NPZ", "--model", tiny_ckpt, "--no-progress") == 0
+    assert cli("animate", folder / "pcm_24.wav", "-o", tmp_path / "b.csv", "--format", "npz", "--model", tiny_ckpt,
+               "--no-progress") == 0
+    a = load_curves(tmp_path / "a.NPZ")
+    with np.load(tmp_path / "b.csv") as b:  # --format wins over the extension, as for every format
+        np.testing.assert_array_equal(b["values"], a.values)
+    assert a.num_frames == num_frames(3.29, FPS) and a.values.shape[1] == 52
+
+
+def test_damaged_models_and_bad_options_are_one_line_errors(bad, tiny_ckpt, tmp_path):
+    folder, _ = bad
+    audio = folder / "pcm_24.wav"
+    onnx_text, onnx_empty = tmp_path / "m.onnx", tmp_path / "empty.onnx"
+    onnx_text.write_text("not a model")
+    onnx_empty.write_bytes(b"")
+    npz_text, npz_empty, npz_cut = tmp_path / "m.npz", tmp_path / "empty.npz", tmp_path / "cut.npz"
+    npz_text.write_text("not a model")
+    npz_empty.write_bytes(b"")
+    np.savez(tmp_path / "whole.npz", x=np.zeros(1000))
+    npz_cut.write_bytes((tmp_path / "whole.npz").read_bytes()[:300])
+    for model, message in ((onnx_text, "not a readable ONNX model"), (onnx_empty, "not a readable ONNX model"),
+                           (npz_text, "not a DistilFace native model (not an .npz archive)"),
+                           (npz_empty, "not a DistilFace native model (empty)"),
+                           (npz_cut, "not a DistilFace native model")):
+        for command in (["animate", audio, "-o", tmp_path / "o.json", "--no-progress"],
+                        ["stream", "--input", f"wav:{audio}", "--no-realtime"]):
+            code = cli(*command, "--model", model)
+            assert isinstance(code, str) and code.startswith(f"distilface {command[0]}: {model}: {message}"), code
+    for option, value, message in (("--smooth", "nan,1,1", "smoothing weights 'nan,1,1': expected three finite"),
+                                   ("--smooth", "1,inf,1", "expected three finite"),
+                                   ("--fps", "inf", "argument --fps: inf is not a frame rate"),
+                                   ("--fps", "1e9", "argument --fps: 1e9 is not a frame rate"),
+                                   ("--threads", "-1", "argument --threads: -1: at least 1 thread"),
+                                   ("--threads", "0", "argument --threads: 0: at least 1 thread")):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = cli("animate", audio, "-o", tmp_path / "o.json", "--model", tiny_ckpt, option, value)
+        assert code == 2 or isinstance(code, str), code
+        assert message in (code if isinstance(code, str) else err.getvalue()), (option, value, code, err.getvalue())
+    assert not (tmp_path / "o.json").exists()
+
+
 # -- stream --input wav:PATH ------------------------------------------------------------------
 
 def test_stream_wav_input_same_outcomes(bad, animated, tmp_path):
@@ -249,6 +318,55 @@ def test_stream_wav_input_same_outcomes(bad, animated, tmp_path):
         assert len(rows) == len(want), name
         llf = np.array([r.split(",")[2: 2 + len(LLF_BLENDSHAPES)] for r in rows], float)
         np.testing.assert_allclose(llf, want[:, order], atol=1e-4, rtol=0, err_msg=name)
+
+
+def test_stream_csv_is_complete_or_the_old_file_stays(bad, tiny_ckpt, tmp_path):
+    """`--output csv:F` never empties what it reads, and replaces F only with a finished recording:
+    a file input stopped by SIGINT exits 130 and leaves the old F whole (the rows so far in a .part)."""
+    import signal
+    import time
+
+    folder, _ = bad
+    audio = tmp_path / "speech.wav"
+    shutil.copy(folder / "pcm_24.wav", audio)
+    before = audio.read_bytes()
+    code = cli("stream", "--input", f"wav:{audio}", "--no-realtime", "--output", f"csv:{audio}", "--model", tiny_ckpt)
+    assert code == f"distilface stream: {audio}: is the input file; give the output another name"
+    assert audio.read_bytes() == before
+
+    out = tmp_path / "take.csv"
+    assert cli("stream", "--input", f"wav:{audio}", "--no-realtime", "--output", f"csv:{out}", "--model",
+               tiny_ckpt) == 0
+    whole = out.read_bytes()
+    assert len(whole.splitlines()) == 1 + num_frames(3.29, FPS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav", "take.csv"]  # no .part left
+
+    long_audio = tmp_path / "long.wav"
+    write_long_wav(long_audio, 60 / 3600)  # a minute, at real-time pace: stopped after a few seconds
+    proc = subprocess.Popen([*CLI, "stream", "--input", f"wav:{long_audio}", "--output", f"csv:{out}",
+                             "--model", str(tiny_ckpt)], stderr=subprocess.PIPE, text=True)
+    parts = []
+    deadline = time.monotonic() + 120
+    while not parts and time.monotonic() < deadline:  # rows are being written: the stream is live
+        parts = [p for p in tmp_path.glob("take.csv.*.part") if len(p.read_bytes().splitlines()) > 10]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"interrupted before the end of {long_audio}" in err and "left as it was" in err
+    assert out.read_bytes() == whole
+    assert len(parts) == 1 and parts[0].exists() and str(parts[0]) in err
+
+
+def test_stream_output_addresses_are_named(tiny_ckpt):
+    for args, message in ((["--output", "osc", "--osc-host", "no.such.host.invalid"],
+                           "--osc-host 'no.such.host.invalid': cannot resolve"),
+                          (["--output", "osc", "--osc-port", "0"], "--osc-port 0: not a port to send to"),
+                          (["--output", "livelink", "--livelink-host", "999.1.1.1"], "--livelink-host '999.1.1.1'"),
+                          (["--output", "ws", "--host", "no.such.host.invalid"],
+                           "--host no.such.host.invalid --ws-port 8765: cannot listen there")):
+        code = cli("stream", "--input", "stdin", "--model", tiny_ckpt, *args)
+        assert isinstance(code, str) and code.startswith(f"distilface stream: {message}"), code
 
 
 def test_stream_pcm_rates_are_checked():

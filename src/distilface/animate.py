@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from distilface.audio import (MAX_RATIO_TERM, SAMPLE_RATE_HZ, AudioError, AudioStats, av_frame_samples,
-                              bad_samples, check_rate, decoder_error, mix_to_mono)
+                              bad_samples, check_rate, declared_wav_frames, decoder_error, mix_to_mono)
 from distilface.curves import Curves, num_frames
 
 if TYPE_CHECKING:
@@ -232,6 +232,7 @@ def scan_file(path: str | Path, block_s: float = 60.0) -> tuple[int, AudioStats]
             stats.add(block)
     if stats.samples == 0:
         raise AudioError(f"{path}: no audio samples")
+    stats.declared, stats.rate_hz = declared_wav_frames(path), rate
     return rate, stats
 
 
@@ -379,9 +380,11 @@ def animate_command(audio_path: str | Path, out_path: str | Path, model_path: st
     (`distilface.smoothing`); `frame_grid`: frame times on a grid of this many samples
     (`load_model`). A `.onnx` model (`distilface export`) runs in onnxruntime and needs no torch.
     Returns the path written."""
+    from distilface.fileio import check_output
     from distilface.formats import format_for, write_curves
 
-    fmt = format_for(out_path, fmt)  # a bad extension fails before the long run
+    fmt = format_for(out_path, fmt)  # a bad extension or folder fails before the long run
+    check_output(out_path, inputs=(audio_path,))
     model = load_model(model_path, smooth, frame_grid=frame_grid, runtime=runtime)
     curves = animate_file(model, audio_path, fps=fps, block_s=block_s, progress=progress)
     return write_curves(curves, out_path, fmt, sound_file=str(audio_path))

@@ -82,6 +82,8 @@ class AudioStats:
         self._sum = 0.0
         self.peak = 0.0
         self.clipped = 0
+        self.declared: int | None = None  # samples the file's header promises (WAV), when known
+        self.rate_hz: int | None = None  # of the source, for the truncation warning
 
     def add(self, block: np.ndarray) -> None:
         if not len(block):
@@ -115,6 +117,9 @@ class AudioStats:
 
     def warnings(self, path: str | Path) -> list[str]:
         out = []
+        if self.declared and self.rate_hz and self.samples < self.declared:
+            out.append(f"{path}: the header declares {self.declared / self.rate_hz:.2f} s of audio, the file holds "
+                       f"{self.samples / self.rate_hz:.2f} s (truncated?): animating what is there")
         if self.samples and self.peak < SILENCE_PEAK:
             out.append(f"{path}: audio is silent (peak {self.peak:.1e}): animating it anyway, the face should rest")
         elif self.peak > FULL_SCALE_MAX:
@@ -124,6 +129,36 @@ class AudioStats:
             out.append(f"{path}: audio is clipped ({100 * self.clipped / self.samples:.1f} % of samples at full "
                        "scale): the animation may be off; lower the recording level")
         return out
+
+
+def declared_wav_frames(path: str | Path) -> int | None:
+    """Frames a RIFF/WAVE file's `data` chunk header declares, or None (not a WAV, or a size a
+    streaming writer left open: 0 or 0xFFFFFFFF, or RF64). Lets a truncated copy be told from a
+    short file: libsndfile silently reads what is there."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if cid == b"fmt ":
+                    fmt = f.read(size + (size & 1))
+                    if len(fmt) < 14:
+                        return None
+                    block_align = int.from_bytes(fmt[12:14], "little")
+                elif cid == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    f.seek(size + (size & 1), 1)  # chunks are padded to even sizes
+    except OSError:
+        return None
 
 
 def load_audio(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ, *, max_s: float | None = None,

@@ -10,6 +10,31 @@ import sys
 from pathlib import Path
 
 
+MAX_FPS = 1000.0  # animation rates are 24-120 fps; a typo like 1e9 would ask for gigabytes of frames
+
+
+def _fps(text: str) -> float:
+    """--fps: a finite rate in (0, MAX_FPS]."""
+    try:
+        fps = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < fps <= MAX_FPS:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} is not a frame rate in (0, {MAX_FPS:g}] fps")
+    return fps
+
+
+def _threads(text: str) -> int:
+    """--threads: a count of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: at least 1 thread")
+    return n
+
+
 def _corpus_synth(a: argparse.Namespace) -> None:
     from distilface.corpus.synth import SynthConfig, synth_corpus
     from distilface.distributed import Shard
@@ -112,37 +137,56 @@ def _animate(a: argparse.Namespace) -> None:
 
 
 def _export(a: argparse.Namespace) -> None:
+    from distilface.fileio import check_output
+    from distilface.info import refuse_export
+    from distilface.models import resolve_model
+
+    # Every check before anything is loaded or written: a refused run leaves the file at -o, and
+    # an old engine kit beside it, as they were.
+    if a.native:
+        if a.int8 or a.eval_sets:
+            raise SystemExit("export --native: no --int8 or --eval-sets (the C step is fp32, or fp16 weights with --half)")
+        if a.engine_kit and a.kit_target == "web" and a.march is not None:
+            raise SystemExit("export --kit-target web: no --march (WebAssembly has no CPU level)")
+    elif a.half or a.engine_kit:
+        raise SystemExit(f"export --{'half' if a.half else 'engine-kit'}: for the native runtime (add --native)")
+    out = Path(a.out)
+    _export_suffix(out, a.native, a.engine_kit)
+    path = resolve_model(a.model)
+    refuse_export(path)
+    kit = None
+    if a.engine_kit:
+        from distilface.runtime.kit import DEFAULT_MARCH, plan_engine_kit
+
+        default = DEFAULT_MARCH if a.kit_target == "host" else "x86-64-v3"
+        march = {None: default, "portable": None}.get(a.march, a.march)
+        # a level asked for by name is built or refused, never quietly swapped for a portable build
+        kit = plan_engine_kit(out, march=march, target=a.kit_target, strict_march=a.march is not None)
+
     import torch
 
     from distilface.checkpoint import load_student
-    from distilface.models import resolve_model
     from distilface.runtime.export import export_model
 
     if a.threads:
         torch.set_num_threads(a.threads)
     from distilface.student import on_frame_grid
 
-    path = resolve_model(a.model)
     model = on_frame_grid(load_student(path)[0], a.frame_grid)
+    # last of the checks, as it makes the folder: the writers' own errors would name temporary files
+    check_output(out)
     if a.native:
-        from distilface.runtime.native import export_native
+        if kit is not None:
+            from distilface.runtime.kit import export_engine_kit
 
-        if a.int8 or a.eval_sets:
-            raise SystemExit("export --native: no --int8 or --eval-sets (the C step is fp32, or fp16 weights with --half)")
-        if a.engine_kit and a.kit_target == "web" and a.march is not None:
-            raise SystemExit("export --kit-target web: no --march (WebAssembly has no CPU level)")
-        report = export_native(model, a.out, fps=a.fps, source=a.model or path.stem, half=a.half)
-        if a.engine_kit:
-            from distilface.runtime.kit import DEFAULT_MARCH, write_engine_kit
+            report = export_engine_kit(model, kit, fps=a.fps, source=a.model or path.stem, half=a.half)
+        else:
+            from distilface.runtime.native import export_native
 
-            default = DEFAULT_MARCH if a.kit_target == "host" else "x86-64-v3"
-            march = {None: default, "portable": None}.get(a.march, a.march)
-            report["engine_kit"] = write_engine_kit(a.out, march=march, target=a.kit_target)
+            report = export_native(model, out, fps=a.fps, source=a.model or path.stem, half=a.half)
         print(json.dumps(report, indent=2))
         return
-    if a.half or a.engine_kit:
-        raise SystemExit(f"export --{'half' if a.half else 'engine-kit'}: for the native runtime (add --native)")
-    report = export_model(model, a.out, streaming=a.streaming, int8=a.int8, fps=a.fps,
+    report = export_model(model, out, streaming=a.streaming, int8=a.int8, fps=a.fps,
                           source=a.model or path.stem)
     print(json.dumps(report, indent=2))
     if a.eval_sets:
@@ -152,6 +196,23 @@ def _export(a: argparse.Namespace) -> None:
         int8_quality(model, a.out, out, test_sets=tuple(a.eval_sets.split(",")), max_utterances=a.max_utterances,
                      fps=a.fps, corpus=a.corpus, real=a.real)
         print((Path(out) / "int8.md").read_text())
+
+
+def _export_suffix(out: Path, native: bool, engine_kit: bool) -> None:
+    """Refuse an -o whose suffix is not the format written: `animate --model` (and the loaders)
+    pick the runtime by the exact suffix, so an ONNX graph in x.npz or x.ONNX would not load."""
+    want = (".dfn",) if engine_kit else (".npz", ".dfn") if native else (".onnx",)
+    if out.suffix in want:
+        return
+    if out.suffix.lower() in want:
+        raise SystemExit(f"distilface export: {out}: name it {out.stem}{out.suffix.lower()} (lowercase): animate "
+                         f"--model tells the formats apart by the suffix")
+    if engine_kit:
+        raise SystemExit(f"distilface export: {out}: an engine kit goes with a .dfn file (the C loader's format)")
+    if native:
+        raise SystemExit(f"distilface export: {out}: --native writes a .npz (for Python) or a .dfn (for C callers)")
+    raise SystemExit(f"distilface export: {out}: an ONNX export is written to a .onnx file (--native writes "
+                     f".npz or .dfn)")
 
 
 def _info(a: argparse.Namespace) -> None:
@@ -268,6 +329,11 @@ def _stream(a: argparse.Namespace) -> None:
     stats = run_stream(load_model(path, parse_weights(a.smooth), ort_threads=a.threads, frame_grid=a.frame_grid,
                                   runtime=a.runtime), cfg)
     print(f"stream: {json.dumps(stats)}", file=sys.stderr)  # stdout may carry the frames
+    if stats.get("interrupted") and cfg.input_kind == "wav":
+        # A file has an end: stopping before it is an interruption (scripts must see it), while
+        # stopping a microphone, stdin or WebSocket stream is how it normally ends.
+        print(f"distilface stream: interrupted before the end of {a.input[4:]}", file=sys.stderr)
+        sys.exit(130)
 
 
 def _view(a: argparse.Namespace) -> None:
@@ -346,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--out", required=True)
     lb.add_argument("--teacher", default="aligned")
     lb.add_argument("--teacher-options", default=None, help='JSON, e.g. \'{"blinks": true}\'')
-    lb.add_argument("--fps", type=float, default=30.0)
+    lb.add_argument("--fps", type=_fps, default=30.0)
     lb.add_argument("--shard-size", type=int, default=256)
     lb.add_argument("--workers", type=int, default=2)
     lb.add_argument("--shard", default=None, metavar="I/N",
@@ -391,11 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "(Rhubarb mouth cues) .oculus.json / .oculus.csv (15 Oculus visemes) .glb (glTF: the face with "
                          "52 ARKit morph targets and the animation, for Blender / three.js)")
     an.add_argument("--model", default=None, help="student checkpoint, .onnx or native .npz/.dfn export (distilface export), or shipped model name (default: the shipped default)")
-    an.add_argument("--fps", type=float, default=30.0)
+    an.add_argument("--fps", type=_fps, default=30.0)
     an.add_argument("--format", default=None, choices=["json", "npz", "csv", "rhubarb-tsv", "rhubarb-json",
                                                        "oculus", "oculus-json", "oculus-csv", "glb"])
     an.add_argument("--block-s", type=float, default=60.0, help="seconds of audio read at a time")
-    an.add_argument("--threads", type=int, default=None)
+    an.add_argument("--threads", type=_threads, default=None)
     an.add_argument("--no-progress", action="store_true")
     an.add_argument("--smooth", nargs="?", const="default", default=None, metavar="W0,W1,W2",
                     help="ensemble smoothing (paper Sec. 3.4): average the predictions at t - 16.7 ms, t, t + 16.7 ms with these weights (default 0.25,0.5,0.25); adds 16.7 ms latency")
@@ -439,14 +505,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "one shared encoder sequence for all frames instead of one per phase, about 30 %% less CPU "
                     "per 30 fps frame for C0/4 (docs/performance.md); frames move by up to N/2 samples. "
                     "Default: the model's own (1: exact)")
-    ex.add_argument("--fps", type=float, default=30.0, help="frame rate of the checks")
+    ex.add_argument("--fps", type=_fps, default=30.0, help="frame rate of the checks")
     ex.add_argument("--eval-sets", default=None, metavar="SETS",
                     help="also score the export beside the torch model on these eval test sets, e.g. clean,real")
     ex.add_argument("--max-utterances", type=int, default=30, help="per eval test set")
     ex.add_argument("--eval-out", default=None, help="folder of the scores (default: <out>-quality)")
     ex.add_argument("--corpus", default="runs/corpus-20h/manifest.jsonl")
     ex.add_argument("--real", default="runs/asterisk-en/manifest.jsonl")
-    ex.add_argument("--threads", type=int, default=None)
+    ex.add_argument("--threads", type=_threads, default=None)
     ex.set_defaults(func=_export)
 
     inf = sub.add_parser("info", help="parameters, MACs per frame, memory, receptive field, future context")
@@ -459,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--widths", default="288,144,72")
     bt.add_argument("--seconds", type=float, default=60.0, help="time budget per width and mode")
     bt.add_argument("--min-steps", type=int, default=3)
-    bt.add_argument("--threads", type=int, default=1)
+    bt.add_argument("--threads", type=_threads, default=1)
     bt.add_argument("--manifest", default=None, help="with --labels: real batches instead of random audio")
     bt.add_argument("--labels", default=None)
     bt.add_argument("--out", default=None, help="write <out>.json and <out>.md")
@@ -482,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--audio-s", type=float, default=1800.0, help="seconds of audio streamed (30 min)")
     bs.add_argument("--speed", type=float, default=10.0, help="x real time the sender keeps to")
     bs.add_argument("--model", default=None, help="checkpoint, .onnx or shipped name (default: the shipped default)")
-    bs.add_argument("--fps", type=float, default=30.0)
+    bs.add_argument("--fps", type=_fps, default=30.0)
     bs.add_argument("--slow-ms", type=float, default=50.0, help="the slow viewer's pause per frame")
     bs.add_argument("--max-growth-mb", type=float, default=10.0, help="allowed server RSS growth (fails above)")
     bs.add_argument("--out", default=None, help="write <out>.json, <out>.md and <out>.png")
@@ -495,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--sets", default="clean,noisy10,noisy0,telephone,real,de,es")
     e.add_argument("--max-utterances", type=int, default=200)
-    e.add_argument("--fps", type=float, default=30.0)
+    e.add_argument("--fps", type=_fps, default=30.0)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--corpus", default="runs/corpus-20h/manifest.jsonl")
     e.add_argument("--real", default="runs/asterisk-en/manifest.jsonl")
@@ -519,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--docs-section", default="paper-table", metavar="NAME",
                    help="paper-table: the block of --docs this table replaces, and its figures' prefix; another "
                         "name puts rows trained later beside an earlier table (default: paper-table)")
-    x.add_argument("--threads", type=int, default=None,
+    x.add_argument("--threads", type=_threads, default=None,
                    help="paper-table: torch threads per training (default: the scale's; 1 beside other work)")
     x.add_argument("--steps", type=int, default=None, help="paper-table: steps per hetero / hybrid row (default: the scale's)")
     x.add_argument("--teacher2", default=None, metavar="MODEL",
@@ -556,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "one shared encoder sequence for all frames instead of one per phase, about 30 %% less CPU "
                     "per 30 fps frame for C0/4 (docs/performance.md); frames move by up to N/2 samples. "
                     "Default: the model's own (1: exact)")
-    st.add_argument("--fps", type=float, default=30.0)
+    st.add_argument("--fps", type=_fps, default=30.0)
     _add_runtime(st)
     st.add_argument("--rate", type=int, default=16000, help="sample rate of stdin / WebSocket PCM (a WebSocket sender "
                     "may also say /audio?rate=48000&format=f32le)")
@@ -582,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--livelink-host", default="127.0.0.1", help="where Live Link Face packets go (the Unreal machine)")
     st.add_argument("--livelink-port", type=int, default=11111, help="Live Link Face port (11111: Unreal's default)")
     st.add_argument("--livelink-subject", default="DistilFace", help="subject name shown in Unreal's Live Link panel")
-    st.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads")
+    st.add_argument("--threads", type=_threads, default=None, help="torch / onnxruntime threads")
     st.set_defaults(func=_stream)
 
     vw = sub.add_parser("view", help="the face in a browser (three.js): a clip and its curves, a live stream, or the "
@@ -592,12 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model selected first: shipped name, checkpoint or windowed .onnx (default: the shipped default)")
     vw.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all; no TLS, no authentication)")
     vw.add_argument("--port", type=int, default=8780, help="HTTP port (0: any free port)")
-    vw.add_argument("--fps", type=float, default=30.0)
+    vw.add_argument("--fps", type=_fps, default=30.0)
     vw.add_argument("--mode", default="clip", choices=["clip", "live", "browser"], help="the mode the page opens in")
     vw.add_argument("--ws", default="ws://127.0.0.1:8765/frames", help="live mode: the frames WebSocket of `distilface stream --output ws`")
     vw.add_argument("--cache-dir", default=None, help="exported models (default: ~/.cache/distilface/view)")
     vw.add_argument("--no-browser", action="store_true", help="only print the URL (no browser is opened without a desktop anyway)")
-    vw.add_argument("--threads", type=int, default=None, help="torch threads of the first export")
+    vw.add_argument("--threads", type=_threads, default=None, help="torch threads of the first export")
     vw.set_defaults(func=_view)
 
     d = sub.add_parser("demo", help="the main job on the shipped default: corpus -> teacher -> render")

@@ -52,19 +52,24 @@ class Curves:
 def save_curves(path: str | Path, curves: Curves) -> None:
     """Write curves as .json ({"fps", "names", "frames"}) or .npz, by extension."""
     path = Path(path)
-    if path.suffix == ".npz":
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, fps=np.float64(curves.fps), names=np.array(curves.names), values=curves.values)
-    elif path.suffix == ".json":
+    if path.suffix.lower() == ".npz":
+        save_curves_npz(path, curves)
+    elif path.suffix.lower() == ".json":
         write_json(path, curves.to_json_dict())
     else:
         raise ValueError(f"{path}: unsupported curve format {path.suffix!r} (use .json or .npz)")
 
 
+def save_curves_npz(path: str | Path, curves: Curves) -> None:
+    """Curves as an .npz archive (fps, names, values) at `path`, whatever its extension."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, fps=np.float64(curves.fps), names=np.array(curves.names), values=curves.values)
+
+
 def load_curves(path: str | Path) -> Curves:
     path = Path(path)
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:  # never unpickle: a file may carry code
                 return Curves(float(z["fps"]), tuple(str(n) for n in z["names"]), z["values"])
@@ -72,7 +77,7 @@ def load_curves(path: str | Path) -> Curves:
             if isinstance(e, FileNotFoundError):
                 raise
             raise ValueError(f"{path}: not a curves file ({type(e).__name__}: {e})") from None
-    if path.suffix == ".json":
+    if path.suffix.lower() == ".json":
         return Curves.from_json_dict(read_json(path))
     raise ValueError(f"{path}: unsupported curve format {path.suffix!r} (use .json or .npz)")
 

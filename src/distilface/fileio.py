@@ -16,23 +16,60 @@ from pathlib import Path
 # mkstemp makes 0600 files; finished artifacts get the usual permissions for the umask.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
+_FILE_MODE = FILE_MODE = 0o666 & ~_UMASK
 from typing import Any, Iterable, Iterator
+
+
+def check_output(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
+    """Fails now, naming `path`, where writing it later would: the target is a folder, a parent is
+    a file, or the folder cannot be created or written (tried with a real file, so read-only
+    mounts and permissions count whoever runs); or it is one of `inputs` (the output would
+    replace what is being read). Creates missing parent folders. Returns the path."""
+    path = Path(path)
+    for source in inputs:
+        if path.resolve() == Path(source).resolve():
+            raise ValueError(f"{path}: is the input file; give the output another name")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"{path}: {parent} is a file, not a folder")
+            break
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise type(e)(f"{path}: cannot write there ({e.strerror or e})") from None
+    return path
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    """The same error about `path` itself, not the temporary file beside it."""
+    return type(e)(f"{path}: cannot write ({e.strerror or e})")
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file next to `path`; on clean exit fsync it and rename it to `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _named(e, path) from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise _named(e, path) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -45,14 +82,20 @@ def atomic_path(path: str | Path) -> contextlib.AbstractContextManager[Path]:
     @contextlib.contextmanager
     def _cm() -> Iterator[Path]:
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix or ".tmp",
-                                   dir=target.parent)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix or ".tmp",
+                                       dir=target.parent)
+        except OSError as e:
+            raise _named(e, target) from None
         os.close(fd)
         try:
             yield Path(tmp)
             os.chmod(tmp, _FILE_MODE)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError as e:
+                raise _named(e, target) from None
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

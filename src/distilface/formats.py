@@ -68,7 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distilface.curves import Curves, load_curves, save_curves
+from distilface.curves import Curves, load_curves, save_curves_npz
 from distilface.fileio import atomic_write, read_json, write_json
 from distilface.rig.arkit import ARKIT_52
 
@@ -131,7 +131,7 @@ def write_curves(curves: Curves, path: str | Path, fmt: str | None = None, *,
     if fmt == "json":
         write_json(path, curves.to_json_dict())
     elif fmt == "npz":
-        save_curves(path, curves)  # checks the .npz extension
+        save_curves_npz(path, curves)  # --format npz wins over the extension, as every format does
     elif fmt == "csv":
         _write_text(path, llf_csv(curves))
     elif fmt == "rhubarb-tsv":

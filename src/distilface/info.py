@@ -32,6 +32,7 @@ import copy
 import math
 import weakref
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -301,10 +302,26 @@ def format_info(d: dict) -> str:
     return "\n".join(lines)
 
 
+# The files of `distilface export` that `animate --model` runs (distilface.animate.load_model
+# tells them by this suffix): weights laid out for a runtime, not the torch model that `info`
+# measures and `export` exports. torch.load would call them "not a readable checkpoint".
+EXPORT_KINDS = {".onnx": "an ONNX export", ".npz": "a .npz file (a native export or curves)",
+                ".dfn": "a native export (.dfn)"}
+
+
+def refuse_export(path: str | Path) -> None:
+    """ValueError naming `path` where it is an export (EXPORT_KINDS), not a checkpoint."""
+    kind = EXPORT_KINDS.get(Path(path).suffix.lower())
+    if kind is not None:
+        raise ValueError(f"{path}: {kind}, not a checkpoint; info and export take a checkpoint (.pt) or a "
+                         f"shipped model name (animate --model runs an export)")
+
+
 def checkpoint_info(path: str) -> dict:
     """`model_info` of a checkpoint file, with its path and training step when stored."""
     from distilface.checkpoint import load_student
 
+    refuse_export(path)
     model, ckpt = load_student(path)
     d = model_info(model)
     d["checkpoint"] = str(path)

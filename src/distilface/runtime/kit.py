@@ -12,18 +12,31 @@ to players' machines (docs/engines.md).
 to WebAssembly (`distilface.wasm`, distilface.runtime.wasm), the module that drives it
 (`distilface.js`, the one the browser viewer runs) and two examples (`example.mjs` for Node,
 `example.html` for a page).
+
+All or nothing: what can be checked without the model is checked first (`plan_engine_kit`: a
+.dfn name, no folder where a kit file goes, the compiler, the CPU level it must accept), then the
+.dfn and the kit are built in a temporary folder beside the target and moved into place only when
+all of it was built; a failed or interrupted build leaves an old kit as it was. kit.json records
+the flags the library was really built with.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from distilface.fileio import atomic_path
 from distilface.runtime import native
@@ -77,44 +90,185 @@ def _msvc_import_library(dll: Path, cc: str) -> list[Path]:
     return [def_path, lib_path]
 
 
-def write_engine_kit(model_path: str | Path, march: str | None = DEFAULT_MARCH,
-                     target: str = "host") -> dict[str, Any]:
-    """The kit beside `model_path` (a .dfn): library (for `target`, a key of TARGETS), header, C#
-    binding and example (for "web": distilface.wasm, distilface.js and examples; `march` unused),
-    kit.json; every file written atomically. Returns kit.json's content."""
+@dataclass(frozen=True)
+class KitPlan:
+    """What a kit build will do, settled before anything is written (`plan_engine_kit`)."""
+
+    model_path: Path
+    target: str
+    cc: str | None  # the C compiler (None for "web": wasm.compiler() at build time)
+    flags: tuple[str, ...]  # the step's flags the compiler accepts, or the WebAssembly build's
+    strict: bool  # march named by the caller: a compiler that refuses it fails the build
+    names: tuple[str, ...]  # every file the kit puts beside the model, the model first, kit.json last
+
+
+def kit_names(model_name: str, target: str) -> tuple[str, ...]:
+    """The files of a kit for `target`, `model_name` first and kit.json last."""
+    lib = TARGETS[target][0]
+    if target == "web":
+        return (model_name, lib, "distilface.js", "example.mjs", "example.html", "kit.json")
+    extra = (str(Path(lib).with_suffix(".def")), str(Path(lib).with_suffix(".lib"))) if target == "windows" else ()
+    return (model_name, lib, *extra, "dfstep.h", "DistilFace.cs", "Example.cs", "kit.json")
+
+
+def _first_error(stderr: str) -> str:
+    """The line of a compiler's output that says what it refused (gcc adds a list of every known
+    CPU level after it)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()] or ["refused"]
+    return next((line for line in lines if "error" in line), lines[0])
+
+
+def _refusal(cc: str, flags: tuple[str, ...]) -> str | None:
+    """What the compiler says where it refuses `flags`, tried on an empty C file (a fraction of a
+    second, nothing written), else None."""
+    proc = subprocess.run([cc, *flags, "-c", "-x", "c", os.devnull, "-o", os.devnull], capture_output=True,
+                          text=True)
+    return _first_error(proc.stderr) if proc.returncode else None
+
+
+def plan_engine_kit(model_path: str | Path, march: str | None = DEFAULT_MARCH, target: str = "host",
+                    strict_march: bool = False) -> KitPlan:
+    """Every check of a kit build that needs no model, before anything is written: a .dfn name,
+    a known target, no folder where a kit file goes, a compiler, and the step's flags (`march`,
+    None: portable). A compiler that refuses the flags fails with strict_march (the caller named
+    the level), else the library is built portable (a warning says so) and kit.json says that."""
     model_path = Path(model_path)
     if model_path.suffix != ".dfn":
         raise ValueError(f"{model_path}: an engine kit goes with a .dfn file (the C loader's format)")
     if target not in TARGETS:
         raise ValueError(f"engine kit target {target!r}: one of {', '.join(TARGETS)}")
-    name, cc, ldflags = TARGETS[target]
-    folder = model_path.parent
-    extra: list[Path] = []
+    names = kit_names(model_path.name, target)
+    for name in names:
+        if (model_path.parent / name).is_dir():
+            raise IsADirectoryError(f"{model_path.parent / name}: is a folder; the engine kit writes a file there")
     if target == "web":
         from distilface.runtime import wasm
 
-        flags = (*wasm.TARGET, *wasm.STEP_FLAGS)
-        lib, cc = wasm.build_wasm(folder / name), wasm.compiler()
-        copies = [(JS / f, folder / f) for f in ("distilface.js", "example.mjs", "example.html")]
+        if wasm.compiler() is None:  # the build's own words, before the .dfn is exported
+            raise wasm.WasmUnavailable("the browser's C runtime needs clang with wasm32-wasi support (Debian: "
+                                       "apt-get install clang lld wasi-libc libclang-rt-dev-wasm32)")
+        return KitPlan(model_path, target, None, (*wasm.TARGET, *wasm.STEP_FLAGS), False, names)
+    cc = TARGETS[target][1] or native.compiler()
+    if cc is None:
+        raise native.NativeUnavailable("the native runtime needs a C compiler (cc, gcc or clang; Debian: "
+                                       "apt-get install gcc)")
+    if target != "host" and shutil.which(cc) is None:
+        raise native.NativeUnavailable(f"an engine kit for {target} needs {cc} (Debian: apt-get install "
+                                       f"gcc-mingw-w64-x86-64; scripts/setup-extra.sh windows)")
+    flags = step_flags(march)
+    why = _refusal(cc, flags) if march is not None else None
+    if why is not None:
+        flags = _fallback(model_path, cc, f"-march={march}", strict_march, why)
+    return KitPlan(model_path, target, cc, flags, strict_march, names)
+
+
+def _fallback(model_path: Path, cc: str, refused: str, strict: bool, why: str) -> tuple[str, ...]:
+    """The portable flags, with a warning, where the compiler refused the flags `refused`; a named
+    level (strict) fails instead: a library for another CPU than asked would be a silent surprise."""
+    if strict:
+        raise ValueError(f"{model_path}: {cc} refuses {refused} for the kit's library ({why}); name a "
+                         f"CPU level it knows, e.g. x86-64-v3, or --march portable")
+    warnings.warn(f"engine kit: {cc} refuses {refused} ({why}); building the library with "
+                  f"{' '.join(native.CFLAGS_PORTABLE)}", RuntimeWarning, stacklevel=3)
+    return native.CFLAGS_PORTABLE
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Ctrl-C held back until the block ends (main thread only): the kit's renames run as one
+    step, never leaving files of two builds side by side."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old if old is not None else signal.SIG_DFL)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _staged(plan: KitPlan, model_in_stage: bool) -> Iterator[Path]:
+    """A temporary folder beside the kit's files to build it in; on clean exit its files replace
+    the kit's (the model's too where `model_in_stage`), else it goes and the old kit stays whole."""
+    folder = plan.model_path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{plan.model_path.name}.kit.", dir=folder))
+    try:
+        yield stage
+        names = plan.names if model_in_stage else plan.names[1:]
+        with _sigint_deferred():
+            for name in names:  # kit.json last: where it is new, so is every file it lists
+                os.replace(stage / name, folder / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _build(plan: KitPlan, stage: Path, model: Path) -> dict[str, Any]:
+    """The kit's files for `model` (a written .dfn) into `stage`; returns kit.json's content."""
+    name, cc, ldflags = TARGETS[plan.target]
+    flags = plan.flags
+    extra: list[Path] = []
+    if plan.target == "web":
+        from distilface.runtime import wasm
+
+        lib, cc = wasm.build_wasm(stage / name), wasm.compiler()
+        copies = [(JS / f, stage / f) for f in ("distilface.js", "example.mjs", "example.html")]
     else:
-        if cc is not None and shutil.which(cc) is None:
-            raise native.NativeUnavailable(f"an engine kit for {target} needs {cc} (Debian: apt-get install "
-                                           f"gcc-mingw-w64-x86-64; scripts/setup-extra.sh windows)")
-        flags = step_flags(march)
-        lib = native.compile_library(folder / name, flags, cc=cc, ldflags=(*native.LDFLAGS, *ldflags))
-        if target == "windows":
+        cc = plan.cc
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lib = native.compile_library(stage / name, flags, cc=cc, ldflags=(*native.LDFLAGS, *ldflags))
+        for w in caught:
+            if issubclass(w.category, RuntimeWarning) and "refused" in str(w.message):
+                # the empty-file trial passed but the step itself did not build with these flags:
+                # kit.json must say what the library was really built with
+                said = str(w.message).partition(" refused (")[2].rpartition("); building with")[0]
+                flags = _fallback(plan.model_path, cc, " ".join(flags), plan.strict, _first_error(said))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if plan.target == "windows":
             extra = _msvc_import_library(lib, cc)
-        copies = [(native.CSRC / "dfstep.h", folder / "dfstep.h"),
-                  (CSHARP / "DistilFace.cs", folder / "DistilFace.cs"),
-                  (CSHARP / "Example.cs", folder / "Example.cs")]
+        copies = [(native.CSRC / "dfstep.h", stage / "dfstep.h"),
+                  (CSHARP / "DistilFace.cs", stage / "DistilFace.cs"),
+                  (CSHARP / "Example.cs", stage / "Example.cs")]
     for src, dst in copies:
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
-    files = [model_path, lib, *extra, *(dst for _, dst in copies)]
-    kit = {"format": "distilface-engine-kit", "version": 1, "abi": native.ABI, "target": target,
-           "step_flags": list(flags), "compiler": cc or native.compiler(),
-           "machine": "wasm32" if target == "web" else platform.machine(),
+        shutil.copyfile(src, dst)
+    files = [model, lib, *extra, *(dst for _, dst in copies)]
+    kit = {"format": "distilface-engine-kit", "version": 1, "abi": native.ABI, "target": plan.target,
+           "step_flags": list(flags), "compiler": cc,
+           "machine": "wasm32" if plan.target == "web" else platform.machine(),
            "files": {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}}
-    with atomic_path(folder / "kit.json") as tmp:
-        Path(tmp).write_text(json.dumps(kit, indent=2) + "\n")
+    (stage / "kit.json").write_text(json.dumps(kit, indent=2) + "\n")
     return kit
+
+
+def write_engine_kit(model_path: str | Path, march: str | None = DEFAULT_MARCH, target: str = "host",
+                     strict_march: bool = False) -> dict[str, Any]:
+    """The kit beside `model_path` (a written .dfn): library (for `target`, a key of TARGETS),
+    header, C# binding and example (for "web": distilface.wasm, distilface.js and examples; `march`
+    unused), kit.json. Built in a temporary folder beside it and moved into place only when
+    complete: a failed or interrupted build leaves the old kit as it was. Returns kit.json's
+    content."""
+    plan = plan_engine_kit(model_path, march, target, strict_march)
+    with _staged(plan, model_in_stage=False) as stage:
+        return _build(plan, stage, plan.model_path)
+
+
+def export_engine_kit(student: Any, plan: KitPlan, fps: float = 30.0, source: str = "",
+                      half: bool = False) -> dict[str, Any]:
+    """`distilface export --native -o DIR/NAME.dfn --engine-kit`: the checked .dfn
+    (`native.export_native`) and its kit (`plan`, from `plan_engine_kit`), both built in a
+    temporary folder and moved into DIR together: nothing of an old kit, its .dfn included, is
+    replaced unless all of the new one was built. Returns export_native's report with the kit."""
+    with _staged(plan, model_in_stage=True) as stage:
+        staged = stage / plan.model_path.name
+        try:
+            report = native.export_native(student, staged, fps=fps, source=source, half=half)
+        except ValueError as e:  # an ExportMismatch names the file: the target, not the stage
+            raise type(e)(str(e).replace(str(staged), str(plan.model_path))) from None
+        report["engine_kit"] = _build(plan, stage, staged)
+    return {**report, "path": str(plan.model_path)}

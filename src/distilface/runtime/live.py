@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from distilface.audio import SAMPLE_RATE_HZ, check_rate
+from distilface.fileio import check_output
 from distilface.runtime.sinks import (LIVE_LINK_PORT, OSC_NAME_STYLES, VMC_PORT, CsvOutput, Frame, LiveLinkOutput,
                                       NdjsonOutput, OscOutput, Output, StreamInfo, WsFramesOutput)
 from distilface.runtime.sources import (CHUNK_MS, PCM_FORMATS, AudioChunk, Event, FileSource, MicSource,
@@ -144,7 +145,9 @@ def make_outputs(cfg: StreamConfig, stdout: TextIO | None = None) -> list[Output
         if kind == "ndjson":
             outs.append(NdjsonOutput(stdout if stdout is not None else sys.stdout))
         elif kind == "csv":
-            outs.append(CsvOutput(arg))
+            inputs = (_split(cfg.input)[1],) if cfg.input_kind == "wav" else ()
+            check_output(arg, inputs=inputs)  # not the file being read; a folder that can be written
+            outs.append(CsvOutput(arg, finite_input=cfg.input_kind == "wav"))
         elif kind == "osc":
             outs.append(OscOutput(cfg.osc_host, cfg.osc_port, cfg.osc_names))
         elif kind == "livelink":
@@ -234,6 +237,7 @@ class LiveStream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._stop_early = False
+        self.interrupted = False  # stop() came before the input's end
         self._closing = False
         self._queue: asyncio.Queue | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distilface-model")
@@ -292,6 +296,7 @@ class LiveStream:
             await asyncio.wait({consumer, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
             if not consumer.done():  # stop(): end the input, the consumer finishes the stream
+                self.interrupted = True
                 source_task.cancel()
             await consumer
             (ended,) = await asyncio.gather(source_task, return_exceptions=True)
@@ -389,11 +394,15 @@ class LiveStream:
                                           f"no endpoint {path}; this server has {', '.join(paths)}\n")
             return None
 
-        self._server = await serve(
-            self._route, self.cfg.host, self.cfg.ws_port, process_request=check_path,
-            max_size=self.cfg.ws_max_message_bytes, max_queue=16, close_timeout=1.0,
-            # clients outside browsers send no Origin (None): always allowed
-            origins=[*self.cfg.ws_origins, None] if self.cfg.ws_origins is not None else None)
+        try:
+            self._server = await serve(
+                self._route, self.cfg.host, self.cfg.ws_port, process_request=check_path,
+                max_size=self.cfg.ws_max_message_bytes, max_queue=16, close_timeout=1.0,
+                # clients outside browsers send no Origin (None): always allowed
+                origins=[*self.cfg.ws_origins, None] if self.cfg.ws_origins is not None else None)
+        except OSError as e:  # a host that does not resolve, a port in use or not ours to bind
+            raise OSError(f"--host {self.cfg.host} --ws-port {self.cfg.ws_port}: cannot listen there "
+                          f"({e.strerror or e})") from None
         sock = self._server.sockets[0].getsockname()
         self.bound_host, self.ws_port = sock[0], sock[1]
         host = f"[{self.bound_host}]" if ":" in self.bound_host else self.bound_host
@@ -435,7 +444,8 @@ class LiveStream:
             "latency_ms": {"median": round(statistics.median(lat), 3) if lat else None,
                            "p99": round(_quantile(lat, 0.99), 3) if lat else None,
                            "max": round(lat[-1], 3) if lat else None},
-            "outputs": {spec: o.stats() for spec, o in zip(self.cfg.outputs, self.outputs)}}
+            "outputs": {spec: o.stats() for spec, o in zip(self.cfg.outputs, self.outputs)},
+            "interrupted": self.interrupted}
         if self.ws_port is not None:
             out["ws"] = f"{self.bound_host}:{self.ws_port}"
         for key in ("dropped_blocks", "overflows", "refused", "closed_with_error"):

@@ -28,6 +28,7 @@ import os
 import platform
 import shutil
 import subprocess
+import zipfile
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,11 @@ def compile_library(out: Path, step_flags: tuple[str, ...], cc: str | None = Non
     cmds.append([cc, *ldflags, "-o", str(tmp), str(obj), *map(str, others), "-lm"])
 
     def run(cmd: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True)
+        except OSError as e:  # $CC names no program, or one that cannot run
+            source = " (from $CC)" if cc == os.environ.get("CC") else ""
+            raise NativeUnavailable(f"the C compiler {cc!r}{source} cannot run: {e.strerror or e}") from None
 
     try:
         proc = run(step)
@@ -792,8 +797,11 @@ class NativeModel:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (ValueError, OSError) as e:
-            raise ValueError(f"{path}: not a DistilFace native model ({e})") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            # numpy's own words would be about pickles (a text file) or "No data left" (empty)
+            why = "empty" if path.stat().st_size == 0 else ("not an .npz archive" if not zipfile.is_zipfile(path)
+                                                           else f"a damaged .npz archive: {e}")
+            raise ValueError(f"{path}: not a DistilFace native model ({why})") from None
         try:
             meta = json.loads(arrays.pop("meta").tobytes())
         except (KeyError, ValueError):

@@ -42,7 +42,11 @@ class OrtModel:
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types (InvalidProtobuf, ...)
+            detail = str(e).split(":")[-1].strip() or type(e).__name__
+            raise ValueError(f"{self.path}: not a readable ONNX model ({detail})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if META_KEY not in meta:
             raise ValueError(f"{self.path}: not a DistilFace export (no '{META_KEY}' metadata)")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+
+from distilface.fileio import FILE_MODE, check_output
 
 logger = logging.getLogger(__name__)
 
@@ -130,11 +133,19 @@ class NdjsonOutput(Output):
 class CsvOutput(Output):
     """Frames as a Live Link Face recording (`distilface.formats`: Timecode, BlendShapeCount, the 52
     blendshapes in LLF order, 9 zero head/eye rotations), a row per frame, flushed per row. The
-    first stream writes `path`; a later one (the next WebSocket sender) `<stem>-<n><suffix>`."""
+    first stream writes `path`; a later one (the next WebSocket sender) `<stem>-<n><suffix>`.
 
-    def __init__(self, path: str | Path) -> None:
+    Rows go to `<name>.<random>.part` beside it (flushed per row: it can be followed live), renamed
+    to the name when the stream ends, so an earlier recording of that name stays whole until a new
+    one is complete. `finite_input` (a file): a stream stopped before the input's end is not
+    complete, so the old file stays and the part is left for the user (named in the log)."""
+
+    def __init__(self, path: str | Path, finite_input: bool = False) -> None:
         self.path = Path(path)
+        self.finite_input = finite_input
         self._file: TextIO | None = None
+        self._part: Path | None = None
+        self._target: Path | None = None
         self._fps = 30.0
         self._order: np.ndarray | None = None  # LLF column -> index into the frame's values
         self.files: list[str] = []
@@ -158,9 +169,13 @@ class CsvOutput(Output):
 
         self.prepare(info.names, info.fps)
         self._fps = info.fps
+        import tempfile
+
         path = self._path_for(len(self.files))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "w", newline="")
+        check_output(path)
+        fd, part = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".part", dir=path.parent)
+        self._file = open(fd, "w", newline="")
+        self._part, self._target = Path(part), path
         self._file.write(",".join(LLF_HEADER) + "\n")
         self.files.append(str(path))
 
@@ -176,12 +191,20 @@ class CsvOutput(Output):
         self.rows += 1
 
     def end(self, info: StreamInfo, frames: int, reason: str) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._file is None:
+            return
+        self._file.close()
+        self._file = None
+        if self.finite_input and reason == "stopped":
+            logger.warning("csv: stopped before the end of the input: %s left as it was; the %d rows so far "
+                           "are in %s", self._target, frames, self._part)
+            self.files[-1] = str(self._part)
+            return
+        os.chmod(self._part, FILE_MODE)  # mkstemp's 0600 -> the umask's usual mode
+        os.replace(self._part, self._target)
 
     async def close(self) -> None:
-        self.end(None, 0, "")  # type: ignore[arg-type]
+        self.end(None, 0, "stopped")  # type: ignore[arg-type]
 
     def stats(self) -> dict[str, Any]:
         return {"files": self.files, "rows": self.rows}
@@ -234,7 +257,12 @@ class UdpOutput(Output):
     kind = "udp"  # names the output in the log
 
     def __init__(self, host: str, port: int) -> None:
-        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        if not 1 <= port <= 65535:  # 0 binds to any port, but no datagram can be sent to it
+            raise ValueError(f"--{self.kind}-port {port}: not a port to send to (1-65535)")
+        try:
+            family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        except (socket.gaierror, UnicodeError) as e:
+            raise ValueError(f"--{self.kind}-host {host!r}: cannot resolve ({e.args[-1] if e.args else e})") from None
         self.address = addr
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.setblocking(False)

@@ -252,7 +252,8 @@ class MicSource:
         try:
             info = self.sd.query_devices(self.device, "input")
         except Exception as e:  # noqa: BLE001 - PortAudio errors have their own types
-            raise AudioError(f"microphone {device!r}: {e}") from None
+            which = "the default input device" if device is None else f"input device {device!r}"
+            raise AudioError(f"microphone: {which}: {e} (`distilface stream --list-devices` lists them)") from None
         self.name = str(info["name"])
         self.rate_hz = int(round(float(info["default_samplerate"])))
         self.block_samples = chunk_samples(self.rate_hz, chunk_ms)

@@ -44,6 +44,7 @@ whose `push(audio_16k, final)` gives the same frames, and the animator then only
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -124,8 +125,8 @@ def parse_weights(text: str | None) -> tuple[float, float, float] | None:
         w = tuple(float(x) for x in text.split(","))
     except ValueError:
         raise ValueError(f"smoothing weights {text!r}: expected three numbers like 0.25,0.5,0.25") from None
-    if len(w) != 3 or min(w) < 0 or sum(w) <= 0:
-        raise ValueError(f"smoothing weights {text!r}: expected three non-negative numbers, not all 0")
+    if len(w) != 3 or not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) <= 0:
+        raise ValueError(f"smoothing weights {text!r}: expected three finite non-negative numbers, not all 0")
     return tuple(x / sum(w) for x in w)  # type: ignore[return-value]
 
 
@@ -141,7 +142,7 @@ class Smoothed:
 
     def __post_init__(self) -> None:
         self.weights = tuple(float(w) for w in self.weights)
-        if len(self.weights) != 3 or abs(sum(self.weights) - 1) > 1e-6 or min(self.weights) < 0:
+        if len(self.weights) != 3 or not abs(sum(self.weights) - 1) <= 1e-6 or min(self.weights) < 0:
             raise ValueError(f"smoothing weights must be three non-negative numbers summing to 1, got {self.weights}")
 
 
