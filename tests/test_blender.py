@@ -273,12 +273,13 @@ json.dump({"fps": sc.render.fps / sc.render.fps_base, "range": [sc.frame_start, 
 '''
 
 
-def test_the_addon_records_a_live_stream(blender, tmp_path):
+def test_the_addon_records_a_live_stream(blender, clip, tmp_path):
     """A real `distilface stream --output livelink` into the add-on's `--live --record` in Blender:
-    every frame keyed on its own frame with the values the stream's NDJSON output shows."""
+    every frame keyed on its own frame with the values the stream's NDJSON output shows. The face
+    is an `animate` .glb: its own animation must not mix into the take."""
     import socket
 
-    face = write_face_glb(tmp_path / "face.glb")
+    face = clip[0] / "face.glb"
     blend = tmp_path / "live.blend"
     rx = subprocess.Popen(blender.command("--python", str(ADDON), "--", str(face), "--empty", "--live", "0",
                                           "--record", "--idle-s", "3", "--wait-s", "60", "--save", str(blend)),

@@ -425,7 +425,8 @@ except ImportError:  # read outside Blender (its tests import the helpers above)
 
 
 def import_face(context, glb_path):
-    """A .glb's mesh (with or without an animation) through Blender's importer -> the object."""
+    """A .glb's mesh through Blender's importer -> the object; an animation in the file is dropped
+    (any `animate` .glb serves as the face of a live take)."""
     import bpy
 
     read_glb_json(glb_path)  # a clear error for a file that is not a .glb
@@ -435,8 +436,11 @@ def import_face(context, glb_path):
     meshes = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
     if not meshes:
         raise RuntimeError(f"{glb_path}: the importer made no mesh")
-    context.view_layer.objects.active = meshes[0]
-    return meshes[0]
+    face = meshes[0]
+    if face.data.shape_keys is not None:  # an animate .glb as the face: the live take replaces its animation
+        face.data.shape_keys.animation_data_clear()
+    context.view_layer.objects.active = face
+    return face
 
 
 def record_live(context, port, record, frames_max, idle_s, wait_s, keep_rate):
