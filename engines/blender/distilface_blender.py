@@ -301,8 +301,7 @@ def import_animation(context, glb_path, audio_path=None):
 
     audio = os.path.abspath(audio_path) if audio_path else find_sound(sound, glb_path)
     if audio:
-        strip = sound_strips(scene).new_sound(
-            name=os.path.basename(audio), filepath=audio, channel=1, frame_start=0)
+        sound_strips(scene).new_sound(name=os.path.basename(audio), filepath=audio, channel=1, frame_start=0)
         # Playback drops frames rather than drifting from the sound.
         scene.sync_mode = "AUDIO_SYNC"
     elif sound:
