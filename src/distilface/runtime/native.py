@@ -200,6 +200,8 @@ def load_library() -> ctypes.CDLL:
     lib.df_step.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
                             ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     i64, vp = ctypes.c_int64, ctypes.c_void_p
+    lib.df_net_problem.restype = ctypes.c_char_p
+    lib.df_net_problem.argtypes = [vp, i64, i64, i64, i64, i64]
     lib.df_stream_new.restype = vp
     lib.df_stream_new.argtypes = [vp, ctypes.c_double, i64, i64, i64, i64, i64, ctypes.c_int, vp, vp, i64]
     lib.df_stream_push.restype = i64
@@ -771,16 +773,28 @@ class NativeModel:
     def __init__(self, path: str | Path | None = None, *, meta: dict | None = None,
                  arrays: dict[str, np.ndarray] | None = None) -> None:
         self.path = None if path is None else Path(path)
-        if self.path is not None:
-            meta, arrays = self._read(self.path)
-        if meta is None or arrays is None:
+        if path is None and (meta is None or arrays is None):
             raise TypeError("NativeModel: give a path, or meta and arrays (NativeModel.from_student)")
-        # float16 weights of a half file widen to float32 exactly: the step multiplies floats
-        self.meta, self._arrays = meta, {k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()}
-        self.names: tuple[str, ...] = tuple(meta["names"])
-        self.geometry = StreamGeometry(**{f.name: int(meta["geometry"][f.name]) for f in fields(StreamGeometry)})
-        self._lib = load_library()
-        self._net = self._struct()
+        where = self.path if self.path is not None else "native model"
+        try:
+            if self.path is not None:
+                meta, arrays = self._read(self.path)
+            # float16 weights of a half file widen to float32 exactly: the step multiplies floats
+            self.meta, self._arrays = meta, {k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()}
+            self.names: tuple[str, ...] = tuple(meta["names"])
+            self.geometry = StreamGeometry(**{f.name: int(meta["geometry"][f.name]) for f in fields(StreamGeometry)})
+            self._lib = load_library()
+            self._net = self._struct()
+        except (KeyError, TypeError, OverflowError, ZeroDivisionError) as e:  # a damaged meta (ctypes: OverflowError)
+            raise ValueError(f"{where}: inconsistent native model ({type(e).__name__}: {e})") from None
+        except ValueError as e:
+            raise ValueError(str(e) if str(e).startswith(str(where)) else f"{where}: inconsistent native model ({e})") from None
+        g = self.geometry
+        # the relations the C step's buffers rely on (csrc/dfstream.c): a damaged file fails here
+        problem = self._lib.df_net_problem(self._net_ref, g.past_samples, g.span_samples, g.receptive_samples,
+                                           g.hop_samples, g.grid_samples)
+        if problem:
+            raise ValueError(f"{where}: inconsistent native model ({problem.decode()})")
         self._state_shape = (self.geometry.state_steps, self._net.cp)
 
     @classmethod

@@ -12,8 +12,11 @@
  *   encoder, projection and reduction norms; log-mel floor, scale, shift), int32 bytes + the curve
  *   names joined by '\n', int32 arrays, then per array int32 count + data[count]: float32, or
  *   float16 for the weight matrices of a half-precision file (I_HALF; order in `load_arrays`, as
- *   native.py `array_sizes`). Every count is checked against the size the header implies.
+ *   native.py `array_sizes`). Every count is checked against the size the header implies, and every
+ *   layer size and stream geometry against the relations an export satisfies (`df_net_problem`):
+ *   a damaged header is refused here, never read out of bounds later.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +56,7 @@ typedef struct {
 static size_t get(reader *r, void *dst, size_t size, size_t count) {
     if (r->file) return fread(dst, size, count, r->file);
     const size_t fit = (r->size - r->pos) / size, n = count < fit ? count : fit;
-    memcpy(dst, r->data + r->pos, size * n);
+    if (n) memcpy(dst, r->data + r->pos, size * n);
     r->pos += size * n;
     return n;
 }
@@ -155,7 +158,8 @@ static int load(df_model *m, reader *f, const char *path, char *err, size_t len)
     char magic[4];
     int32_t version, n;
     if (get(f, magic, 1, 4) != 4 || memcmp(magic, "DFN1", 4)) return fail(err, len, path, "not a DistilFace native model (.dfn)");
-    if (!read_i32(f, &version) || version != DFN_VERSION)
+    if (!read_i32(f, &version)) return fail(err, len, path, "truncated header");
+    if (version != DFN_VERSION)
         return fail(err, len, path, "unsupported .dfn version (this runtime reads 2: export it again)");
     if (!read_i32(f, &n) || n < DFN_INTS || n > DFN_INTS + DFN_LISTS_MAX) return fail(err, len, path, "bad header size");
     int32_t ints[DFN_INTS + DFN_LISTS_MAX];
@@ -193,10 +197,27 @@ static int load(df_model *m, reader *f, const char *path, char *err, size_t len)
     if (net->fc_out[net->n_fc - 1] != net->outputs || net->fc_in[0] != net->channels ||
         net->proj_in != net->enc_cout[net->n_enc - 1])
         return fail(err, len, path, "inconsistent header");
+    for (int i = 0; i < net->n_enc; i++)
+        if (m->enc_bias[i] != 0 && m->enc_bias[i] != 1) return fail(err, len, path, "inconsistent header");
+    /* Every relation between the sizes and the stream geometry (dfstream.c): a damaged header fails
+     * here, not in the first push. */
+    const char *problem = df_net_problem(net, g[I_PAST], g[I_SPAN], g[I_RECEPTIVE], g[I_HOP], g[I_GRID]);
+    if (!problem && (g[I_WINDOW] < g[I_SPAN] || g[I_PAST] > g[I_WINDOW] || g[I_SMOOTH] < 0 || g[I_SMOOTH] > g[I_WINDOW]))
+        problem = "window";
+    if (problem) {
+        char what[96];
+        snprintf(what, sizeof what, "inconsistent header (%s)", problem);
+        return fail(err, len, path, what);
+    }
     float fl[6];
     if (get(f, fl, 4, 6) != 6) return fail(err, len, path, "truncated header");
     net->enc_eps = fl[0]; net->proj_eps = fl[1]; net->red_eps = fl[2];
     net->mel_floor = fl[3]; net->mel_scale = fl[4]; net->mel_shift = fl[5];
+    /* eps of the norms a net runs: finite and positive (NaN fails the comparison) */
+    if ((net->enc_norm != DF_NORM_NONE && !(net->enc_eps > 0.f && net->enc_eps < 1.f)) ||
+        !(net->proj_eps > 0.f && net->proj_eps < 1.f) || (net->groups && !(net->red_eps > 0.f && net->red_eps < 1.f)) ||
+        (net->front == DF_FRONT_LOGMEL && !(net->mel_floor > 0.f && isfinite(net->mel_scale) && isfinite(net->mel_shift))))
+        return fail(err, len, path, "inconsistent header (norm eps or log-mel constants)");
     int32_t nb;
     if (!read_i32(f, &nb) || nb < 0 || nb > (1 << 20)) return fail(err, len, path, "bad names");
     m->names = malloc((size_t)nb + 1);
@@ -218,8 +239,23 @@ static int load(df_model *m, reader *f, const char *path, char *err, size_t len)
     return 1;
 }
 
+#ifdef _WIN32
+#include <windows.h>
+/* Windows' fopen reads a path in the ANSI code page: the UTF-8 path of the API as UTF-16 instead
+ * (any other bytes: as given). */
+static FILE *open_path(const char *path) {
+    wchar_t wide[4096];
+    if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, wide, 4096)) return _wfopen(wide, L"rb");
+    return fopen(path, "rb");
+}
+#else
+static FILE *open_path(const char *path) { return fopen(path, "rb"); }
+#endif
+
+/* `path` is UTF-8 on every system. */
 df_model *df_model_load(const char *path, char *err, size_t errlen) {
-    reader r = {fopen(path, "rb"), NULL, 0, 0};
+    if (!path) { fail(err, errlen, "(null)", "no path"); return NULL; }
+    reader r = {open_path(path), NULL, 0, 0};
     if (!r.file) { fail(err, errlen, path, "cannot open"); return NULL; }
     df_model *m = calloc(1, sizeof *m);
     int ok = m && load(m, &r, path, err, errlen);
@@ -237,21 +273,24 @@ df_model *df_model_load_memory(const void *data, size_t size, const char *name, 
     return m;
 }
 
-const df_net *df_model_net(const df_model *m) { return &m->net; }
-int df_model_outputs(const df_model *m) { return m->net.outputs; }
-const char *df_model_name(const df_model *m, int i) { return i >= 0 && i < m->net.outputs ? m->name[i] : NULL; }
+const df_net *df_model_net(const df_model *m) { return m ? &m->net : NULL; }
+int df_model_outputs(const df_model *m) { return m ? m->net.outputs : 0; }
+const char *df_model_name(const df_model *m, int i) { return m && i >= 0 && i < m->net.outputs ? m->name[i] : NULL; }
 /* Samples of audio after a frame's time that must arrive before it comes out (no smoothing). */
-int df_model_lookahead_samples(const df_model *m) { return m->g[I_SPAN] - m->g[I_PAST]; }
+int df_model_lookahead_samples(const df_model *m) { return m ? m->g[I_SPAN] - m->g[I_PAST] : 0; }
 
 /* A stream at `fps` as `StreamingAnimator` would run it: weights NULL for plain frames, or the
  * three ensemble-smoothing weights (each prediction a smoothing offset later; zero ones skipped). */
 df_stream *df_model_stream(const df_model *m, double fps, const float *weights) {
+    if (!m || !(fps > 0 && fps <= DF_MAX_FPS)) return NULL;  /* before any cast of fps: NaN, inf */
     int64_t offset[3] = {0, 0, 0};
     float w[3] = {1.f, 0.f, 0.f};
     int n = 1;
     int64_t widen = 0;
     if (weights) {
         n = 0;
+        for (int i = 0; i < 3; i++)
+            if (!(weights[i] >= 0.f && isfinite(weights[i]))) return NULL;
         for (int i = 0; i < 3; i++)
             if (weights[i] != 0.f) { offset[n] = (int64_t)i * m->g[I_SMOOTH]; w[n] = weights[i]; n++; }
         if (n == 0) return NULL;

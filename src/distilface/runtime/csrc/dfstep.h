@@ -57,6 +57,20 @@ int df_abi(void);
 int df_step(const df_net *net, const float *audio, int n_audio, const float *cache_in,
             const int64_t *frames, int n_frames, float *out, float *cache_out);
 
+/* What is wrong with a net and the stream geometry it is run with (the relations every export
+ * satisfies, and the sizes the step's buffers assume), or NULL: a damaged file must fail here,
+ * never read out of bounds or divide by zero later. The .dfn loader and df_stream_new check it. */
+const char *df_net_problem(const df_net *net, int64_t past, int64_t span, int64_t receptive, int64_t hop,
+                           int64_t grid);
+
+/* Frame rates a stream takes: (0, DF_MAX_FPS], finite. */
+#define DF_MAX_FPS 1000.0
+/* Input samples that are NaN, infinite or beyond this magnitude are taken as 0 (silence), as the
+ * Python live inputs do: one such sample would otherwise turn about half a second of frames NaN. */
+#define DF_MAX_SAMPLE_MAGNITUDE 1e10f
+
+/* Every function below returns DF_ERR_ARGUMENT, NULL or 0 for a NULL handle rather than crash
+ * (the _free functions take NULL); using a handle after its _free is undefined, as with free(). */
 typedef struct df_stream df_stream;
 df_stream *df_stream_new(const df_net *net, double fps, int64_t past, int64_t span, int64_t receptive,
                          int64_t hop, int64_t grid, int n_preds, const int64_t *offset, const float *weight,

@@ -45,6 +45,7 @@ struct df_stream {
     df_resampler *rs;                  /* pushes at another rate than 16 kHz: resampled first */
     int64_t n_in;                      /* samples pushed, at the input rate */
     float *rbuf;                       /* (RESAMPLE_BLOCK) resampled audio */
+    float *ibuf;                       /* (RESAMPLE_BLOCK) a piece of the input, sanitized */
 };
 
 static int64_t start_of(const df_stream *s, int64_t k, int i) {
@@ -55,6 +56,7 @@ static int64_t start_of(const df_stream *s, int64_t k, int i) {
 static int64_t mod_hop(const df_stream *s, int64_t x) { return ((x % s->hop) + s->hop) % s->hop; }
 
 static void free_phases(df_stream *s) {
+    if (!s->phases) return;  /* df_stream_new's own allocation failed */
     for (int64_t p = 0; p < s->hop; p++) {
         df_phase *ph = s->phases[p];
         if (ph) { free(ph->pred); free(ph->cache); free(ph->spare); free(ph); }
@@ -63,6 +65,7 @@ static void free_phases(df_stream *s) {
 }
 
 void df_stream_reset(df_stream *s) {
+    if (!s) return;
     free_phases(s);
     s->buf_start = s->buf_len = s->n = 0;
     for (int i = 0; i < MAX_PREDS; i++) s->next[i] = 0;
@@ -78,17 +81,89 @@ void df_stream_free(df_stream *s) {
     if (!s) return;
     free_phases(s);
     free(s->phases); free(s->zeros); free(s->buf); free(s->acc);
-    df_resampler_free(s->rs); free(s->rbuf); free(s);
+    df_resampler_free(s->rs); free(s->rbuf); free(s->ibuf); free(s);
 }
 
 /* past: samples of the (widened) window before the frame time; span: from a window's start to
  * the end of the last sample its frame reads; n_preds predictions per frame at offset[i] samples
  * from the widened window's start, weighted by weight[i]; max_jobs: most windows one batch of
  * calls covers (bounds memory however much is pushed at once). */
+#define CHECK(cond, what) do { if (!(cond)) return what; } while (0)
+#define LIMIT_SIZE 4096      /* channels, layer outputs */
+#define LIMIT_KERNEL 1024    /* kernels and strides */
+#define LIMIT_SAMPLES (1 << 24)
+
+const char *df_net_problem(const df_net *net, int64_t past, int64_t span, int64_t receptive, int64_t hop,
+                           int64_t grid) {
+    CHECK(net, "no net");
+    CHECK(net->abi == DF_ABI, "ABI mismatch");
+    CHECK(net->channels >= 1 && net->channels <= LIMIT_SIZE && net->cp == (net->channels + 7) / 8 * 8, "channels");
+    CHECK(net->n_enc >= 1 && net->n_enc <= DF_MAX_ENC && net->n_red >= 0 && net->n_red <= DF_MAX_RED &&
+          net->n_fc >= 1 && net->n_fc <= DF_MAX_FC, "layer counts");
+    CHECK(net->enc_norm >= DF_NORM_NONE && net->enc_norm <= DF_NORM_AFFINE && net->activation >= DF_ACT_NONE &&
+          net->activation <= DF_ACT_TANH && (net->proj_gelu == 0 || net->proj_gelu == 1), "unknown norm or activation");
+    /* The encoder's receptive field and stride, in samples, from its layers: strided layers first,
+     * then the dense ones (dilation > 0: the strides they stand for, as taps that far apart). */
+    int64_t r = 1, j = 1, dense_hop = 0, dil = 1, tail = 0;
+    if (net->front == DF_FRONT_LOGMEL) {
+        CHECK(net->mel_window >= 1 && net->mel_window <= LIMIT_SAMPLES && net->mel_hop >= 1 &&
+              net->mel_hop <= LIMIT_SAMPLES && net->mel_bins >= 1 && net->mel_bins <= (1 << 14) &&
+              net->mel_bands >= 1 && net->mel_bands <= LIMIT_SIZE, "log-mel sizes");
+        r = net->mel_window; j = net->mel_hop;
+    } else {
+        CHECK(net->front == DF_FRONT_RAW, "unknown front end");
+    }
+    for (int i = 0; i < net->n_enc; i++) {
+        const int64_t k = net->enc_kernel[i], st = net->enc_stride[i], d = net->enc_dilation[i];
+        CHECK(k >= 1 && k <= LIMIT_KERNEL && st >= 1 && st <= LIMIT_KERNEL && net->enc_cout[i] >= 1 &&
+              net->enc_cout[i] <= LIMIT_SIZE, "encoder layer sizes");
+        if (d == 0) {
+            CHECK(!dense_hop, "a strided encoder layer after a dense one");
+        } else {
+            if (!dense_hop) dense_hop = j;
+            CHECK(d == dil, "encoder dilations");
+            tail += (k - 1) * d;
+            dil *= st;
+        }
+        r += (k - 1) * j;
+        j *= st;
+        CHECK(r <= LIMIT_SAMPLES && j <= LIMIT_SAMPLES, "encoder too large");
+    }
+    CHECK(receptive == r, "receptive field differs from the encoder's");
+    CHECK(hop == (dense_hop ? dense_hop : j), "hop differs from the encoder's");
+    CHECK(net->tail_steps == tail, "tail steps");
+    CHECK(net->dilation >= 1 && (int64_t)net->dilation * hop == j, "window dilation");
+    const int W = net->steps;
+    CHECK(W >= 2 && W <= (net->groups ? 64 : 1024), "steps per window");  /* context: 8 vectors a row */
+    CHECK(net->cache_steps == (int64_t)(W - 1) * net->dilation, "cache steps");
+    CHECK(span == (int64_t)(W - 1) * j + r, "window span");
+    CHECK(past >= 0 && past <= LIMIT_SAMPLES && grid >= 1 && grid <= j, "past or grid");
+    CHECK(net->groups >= 0 && (!net->groups || (net->channels % net->groups == 0 &&
+          net->ctx_zlen == W - 1 + (W + 7) / 8 * 8)) && (net->groups || net->ctx_zlen == 0), "context conv");
+    int64_t t = W;
+    for (int i = 0; i < net->n_red; i++) {
+        const int64_t k = net->red_kernel[i], st = net->red_stride[i];
+        CHECK(k >= 1 && k <= t && st >= 1 && st <= LIMIT_KERNEL, "reductions");
+        t = (t - k) / st + 1;
+    }
+    CHECK(t == 1, "the reductions do not end at one step");
+    CHECK(net->proj_in == net->enc_cout[net->n_enc - 1] && net->fc_in[0] == net->channels, "projection or fc sizes");
+    for (int i = 0; i < net->n_fc; i++)
+        CHECK(net->fc_out[i] >= 1 && net->fc_out[i] <= (1 << 16) && (i == 0 || net->fc_in[i] == net->fc_out[i - 1]),
+              "fc sizes");
+    CHECK(net->outputs == net->fc_out[net->n_fc - 1], "outputs");
+    return NULL;
+}
+#undef CHECK
+
 df_stream *df_stream_new(const df_net *net, double fps, int64_t past, int64_t span, int64_t receptive,
                          int64_t hop, int64_t grid, int n_preds, const int64_t *offset, const float *weight,
                          int64_t max_jobs) {
-    if (n_preds < 1 || n_preds > MAX_PREDS || hop < 1 || grid < 1 || !(fps > 0) || max_jobs < 1) return NULL;
+    if (n_preds < 1 || n_preds > MAX_PREDS || !(fps > 0 && fps <= DF_MAX_FPS) || max_jobs < 1 || !offset ||
+        !weight || df_net_problem(net, past, span, receptive, hop, grid))
+        return NULL;
+    for (int i = 0; i < n_preds; i++)
+        if (offset[i] < 0 || offset[i] > LIMIT_SAMPLES || !isfinite(weight[i])) return NULL;
     df_stream *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->net = net; s->fps = fps; s->past = past; s->span = span; s->receptive = receptive;
@@ -103,6 +178,7 @@ df_stream *df_stream_new(const df_net *net, double fps, int64_t past, int64_t sp
 }
 
 void df_stream_stats(const df_stream *s, int64_t *out4) {
+    if (!s || !out4) return;
     out4[0] = s->stats[0]; out4[1] = s->stats[1]; out4[2] = s->stats[2]; out4[3] = s->emitted;
 }
 
@@ -241,7 +317,10 @@ static int64_t push16(df_stream *s, const float *audio, int64_t n, int final, fl
     const int outputs = s->net->outputs;
     if (n > 0) {
         if (grow((void **)&s->buf, &s->buf_cap, s->buf_len + n, sizeof(float))) return DF_ERR_MEMORY;
-        memcpy(s->buf + s->buf_len, audio, sizeof(float) * (size_t)n);
+        float *dst = s->buf + s->buf_len;
+        memcpy(dst, audio, sizeof(float) * (size_t)n);
+        for (int64_t i = 0; i < n; i++)  /* NaN fails the comparison: zeroed too */
+            if (!(fabsf(dst[i]) <= DF_MAX_SAMPLE_MAGNITUDE)) dst[i] = 0.f;
         s->buf_len += n;
         s->n += n;
     }
@@ -291,7 +370,8 @@ static int64_t push16(df_stream *s, const float *audio, int64_t n, int final, fl
         }
         keep = keep > s->buf_start ? keep : s->buf_start;
         keep = keep < s->n ? keep : s->n;
-        memmove(s->buf, s->buf + (keep - s->buf_start), sizeof(float) * (size_t)(s->buf_len - (keep - s->buf_start)));
+        if (s->buf)  /* NULL until the first samples */
+            memmove(s->buf, s->buf + (keep - s->buf_start), sizeof(float) * (size_t)(s->buf_len - (keep - s->buf_start)));
         s->buf_len -= keep - s->buf_start;
         s->buf_start = keep;
     }
@@ -299,10 +379,12 @@ static int64_t push16(df_stream *s, const float *audio, int64_t n, int final, fl
 }
 
 int df_stream_set_input_rate(df_stream *s, int rate_hz) {
+    if (!s) return DF_ERR_ARGUMENT;
     if (s->n_in > 0 || s->final_seen) return DF_ERR_STATE;  /* audio already at the old rate */
     df_resampler *rs = NULL;
     if (rate_hz != SAMPLE_RATE_HZ && !(rs = df_resampler_new(rate_hz, SAMPLE_RATE_HZ))) return DF_ERR_RATE;
-    if (rs && !s->rbuf && !(s->rbuf = malloc(sizeof(float) * RESAMPLE_BLOCK))) {
+    if (rs && ((!s->rbuf && !(s->rbuf = malloc(sizeof(float) * RESAMPLE_BLOCK))) ||
+               (!s->ibuf && !(s->ibuf = malloc(sizeof(float) * RESAMPLE_BLOCK))))) {
         df_resampler_free(rs);
         return DF_ERR_MEMORY;
     }
@@ -317,7 +399,7 @@ int df_stream_set_input_rate(df_stream *s, int rate_hz) {
  * waiting, push (NULL, 0, final = 1) again until it returns 0; audio after a final push is an
  * error (df_stream_reset starts anew). */
 int64_t df_stream_push(df_stream *s, const float *audio, int64_t n, int final, float *out, int64_t cap) {
-    if (n < 0 || (n > 0 && !audio)) return DF_ERR_ARGUMENT;
+    if (!s || n < 0 || (n > 0 && !audio) || cap < 0 || (cap > 0 && !out)) return DF_ERR_ARGUMENT;
     if (!s->rs) {
         const int64_t c = push16(s, audio, n, final, out, cap);
         if (c >= 0) s->n_in += n;
@@ -333,7 +415,15 @@ int64_t df_stream_push(df_stream *s, const float *audio, int64_t n, int final, f
     do {
         const int64_t take = n - i < RESAMPLE_BLOCK ? n - i : RESAMPLE_BLOCK;
         const int last = final && i + take == n;
-        int64_t got = df_resampler_push(s->rs, take ? audio + i : NULL, take, last, s->rbuf, RESAMPLE_BLOCK);
+        const float *piece = NULL;
+        if (take) {  /* sanitized before the resampler, which would spread a NaN over its taps */
+            for (int64_t k = 0; k < take; k++) {
+                const float x = audio[i + k];
+                s->ibuf[k] = fabsf(x) <= DF_MAX_SAMPLE_MAGNITUDE ? x : 0.f;
+            }
+            piece = s->ibuf;
+        }
+        int64_t got = df_resampler_push(s->rs, piece, take, last, s->rbuf, RESAMPLE_BLOCK);
         for (;;) {
             if (got < 0) return got;
             const int more = got == RESAMPLE_BLOCK;
