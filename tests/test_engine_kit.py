@@ -92,6 +92,76 @@ def test_csharp_binding_streams_like_torch(kit, tmp_path):
     assert r.returncode == 1 and "cannot stream 16001 Hz audio: sample rate not supported" in r.stderr
 
 
+LIFETIME_CS = r"""
+using System;
+using System.IO;
+static class Lifetime
+{
+    static int Main(string[] args)
+    {
+        var audio = new float[16000];
+        for (int i = 0; i < audio.Length; i++) audio[i] = 0.3f * (float)Math.Sin(0.05 * i);
+        var model = DistilFace.Model.Load(args[0]);
+        var fromBytes = DistilFace.Model.Load(File.ReadAllBytes(args[0]), "bytes.dfn");
+        var a = new float[64 * model.Outputs];
+        var b = new float[64 * model.Outputs];
+        int na, nb;
+        using (var s = model.CreateStream()) { na = s.Push(audio, audio.Length, a); }
+        using (var s = fromBytes.CreateStream()) { nb = s.Push(audio, audio.Length, b); }
+        bool same = na == nb && na > 0;
+        for (int i = 0; i < na * model.Outputs; i++) same &= a[i] == b[i];
+        Console.WriteLine("bytes_equal " + same + " " + na);
+        try { DistilFace.Model.Load(new byte[] { 1, 2, 3 }, "junk.dfn"); }
+        catch (DistilFace.DistilFaceException e) { Console.WriteLine("bytes_error " + e.Message); }
+        // NaN and infinite samples: silence
+        var bad = (float[])audio.Clone();
+        var zero = (float[])audio.Clone();
+        for (int i = 4000; i < 4010; i++) { bad[i] = i % 2 == 0 ? float.NaN : float.PositiveInfinity; zero[i] = 0f; }
+        using (var s = model.CreateStream()) { na = s.Push(bad, bad.Length, a); }
+        using (var s = model.CreateStream()) { nb = s.Push(zero, zero.Length, b); }
+        same = na == nb;
+        for (int i = 0; i < na * model.Outputs; i++) same &= a[i] == b[i] && !float.IsNaN(a[i]);
+        Console.WriteLine("nonfinite_as_silence " + same);
+        // a stream left to the garbage collector: the model can still be disposed
+        Forget(model);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        model.Dispose();
+        fromBytes.Dispose();
+        Console.WriteLine("disposed_after_finalized_stream True");
+        return 0;
+    }
+
+    static void Forget(DistilFace.Model m) { m.CreateStream(); }
+}
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("mcs") and shutil.which("mono")),
+                    reason="Mono (mcs, mono) not installed; scripts/setup.sh installs it")
+def test_csharp_binding_bytes_lifetime_and_bad_samples(kit, tmp_path):
+    """Model.Load(bytes) streams as Model.Load(path); NaN / inf samples are silence; a Stream the
+    garbage collector finalized no longer blocks Model.Dispose; Example.cs refuses a non-number."""
+    (tmp_path / "Lifetime.cs").write_text(LIFETIME_CS)
+    exe = tmp_path / "lifetime.exe"
+    subprocess.run(["mcs", f"-out:{exe}", str(kit / "DistilFace.cs"), str(tmp_path / "Lifetime.cs")], check=True,
+                   capture_output=True, timeout=120)
+    env = {**os.environ, "LD_LIBRARY_PATH": str(kit)}
+    r = subprocess.run(["mono", str(exe), str(kit / "m.dfn")], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = dict(line.split(" ", 1) for line in r.stdout.splitlines())
+    assert got["bytes_equal"] == "True 23"
+    assert got["bytes_error"].startswith("junk.dfn: ")
+    assert got["nonfinite_as_silence"] == "True"
+    assert got["disposed_after_finalized_stream"] == "True"
+    example = tmp_path / "animate.exe"
+    subprocess.run(["mcs", f"-out:{example}", str(kit / "DistilFace.cs"), str(kit / "Example.cs")], check=True,
+                   capture_output=True, timeout=120)
+    r = subprocess.run(["mono", str(example), str(kit / "m.dfn"), "30", "forty-eight"], capture_output=True,
+                       text=True, timeout=60, env=env, input="")
+    assert r.returncode == 2 and "FPS and RATE_HZ are numbers" in r.stderr
+
+
 def _wine():
     return shutil.which("wine64") or ("/usr/lib/wine/wine64" if os.access("/usr/lib/wine/wine64", os.X_OK) else None)
 
@@ -129,6 +199,18 @@ def test_windows_kit_runs_under_wine_like_torch(tmp_path):
     want = animate_audio(s, resample(pcm.astype(np.float32) / 32768, 44100, 16000), 30.0).values
     assert got.shape == (len(want), 2 + len(s.cfg.names))
     np.testing.assert_allclose(got[:, 2:], want, atol=1e-4, rtol=0)
+    # a UTF-8 path with letters outside ASCII, as the C API takes paths on every system (Windows'
+    # fopen would read the bytes in the ANSI code page: "modÃ¨le.dfn")
+    (tmp_path / "utf8.c").write_text('#include <stdio.h>\n#include "dfstep.h"\nint main(void) {\n'
+                                     '  char err[256]; df_model *m = df_model_load("mod\\xc3\\xa8le.dfn", err, sizeof err);\n'
+                                     '  if (!m) { puts(err); return 1; }\n  printf("%d\\n", df_model_outputs(m));\n'
+                                     '  df_model_free(m); return 0;\n}\n')
+    subprocess.run(["x86_64-w64-mingw32-gcc", "-O2", "-o", str(tmp_path / "utf8.exe"), str(tmp_path / "utf8.c"),
+                    f"-I{native.CSRC}", str(kit / "distilface.dll")], check=True, capture_output=True, timeout=120)
+    shutil.copy(kit / "m.dfn", tmp_path / "modèle.dfn")
+    r = subprocess.run([_wine(), str(tmp_path / "utf8.exe")], capture_output=True, text=True, timeout=120, env=env,
+                       cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.split() == [str(len(s.cfg.names))], r.stdout + r.stderr
     # MSVC's side: distilface.lib is an import library lld-link takes (MSVC's format and ABI, no
     # MinGW), for a program compiled by clang for x86_64-pc-windows-msvc with no C runtime at all
     assert (kit / "distilface.def").read_text().split() == ["LIBRARY", "distilface.dll", "EXPORTS",

@@ -236,3 +236,40 @@ def test_web_kit_page_example_in_chromium(web_kit, tmp_path):
             browser.close()
             srv.shutdown()
     assert problems == []
+
+
+def test_web_kit_stream_lifetime_and_bad_samples(web_kit):
+    """distilface.js's stream handle: free() twice is a no-op, any call after it throws (the module
+    may have handed its memory to another stream); a refused rate leaks nothing; NaN and infinite
+    samples are silence (the C stream zeroes them)."""
+    kit, _ = web_kit
+    script = kit / "lifetime.mjs"
+    script.write_text(f"""
+import {{ readFileSync }} from "node:fs";
+import {{ WasmModel }} from "./distilface.js";
+const model = await WasmModel.fromBytes(readFileSync("distilface.wasm"), readFileSync("m.dfn"), {{ name: "m" }});
+const out = {{}};
+const s = model.stream(30), other = model.stream(30);
+s.free(); s.free();
+try {{ s.push(new Float32Array(16000)); out.pushAfterFree = "no error"; }} catch (e) {{ out.pushAfterFree = e.message; }}
+try {{ s.reset(); out.resetAfterFree = "no error"; }} catch (e) {{ out.resetAfterFree = e.message; }}
+out.otherFrames = other.push(new Float32Array(16000)).length;  // untouched by the freed stream
+const before = model.x.memory.buffer.byteLength;
+for (let i = 0; i < 2000; i++) model.supportsRate(16001);
+out.memoryGrowth = model.x.memory.buffer.byteLength - before;
+const x = new Float32Array(16000).map((_, i) => 0.3 * Math.sin(0.05 * i)), z = x.slice();
+for (let i = 4000; i < 4010; i++) {{ x[i] = i % 2 ? NaN : Infinity; z[i] = 0; }}
+const a = model.stream(30), b = model.stream(30);
+const fa = [...a.push(x), ...a.finish()], fb = [...b.push(z), ...b.finish()];
+out.frames = fa.length;
+out.finite = fa.every((f) => f.every(Number.isFinite));
+out.equal = fa.length === fb.length && fa.every((f, k) => f.every((v, j) => v === fb[k][j]));
+console.log(JSON.stringify(out));
+""")
+    r = subprocess.run([NODE, str(script)], cwd=kit, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["pushAfterFree"] == got["resetAfterFree"] == "stream: used after free()"
+    assert got["otherFrames"] == 23  # one second pushed: the frames whose 256 ms of future are in
+    assert got["memoryGrowth"] == 0
+    assert got["frames"] == 30 and got["finite"] and got["equal"]

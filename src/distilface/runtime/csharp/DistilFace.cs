@@ -2,7 +2,7 @@
 // libdistilface (`distilface export MODEL --native -o kit/model.dfn --engine-kit` writes the
 // library, dfstep.h and this file beside the model; docs/engines.md).
 //
-//   using (var model = DistilFace.Model.Load("model.dfn"))
+//   using (var model = DistilFace.Model.Load("model.dfn"))   // or Model.Load(bytes, "model.dfn")
 //   using (var stream = model.CreateStream(30.0, smooth: false, inputRateHz: 48000)) {
 //       var frames = new float[4 * model.Outputs];             // room for 4 frames a push
 //       int n = stream.Push(audio, audio.Length, frames);       // n frames of model.Outputs curves
@@ -11,9 +11,14 @@
 // A Stream is not thread-safe: push from one thread (an audio callback may push and hand the
 // frames to the game thread through its own queue). Frames that do not fit the buffer wait for
 // the next push; Finish pushes the end of the audio (call it until it returns 0).
+//
+// Memory: the native model lives until the Model and every Stream of it are disposed or
+// finalized, in any order (a counted reference), so a Stream left to the garbage collector never
+// pins or leaks its Model. Samples that are NaN or infinite are taken as silence (in C).
 using System;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Threading;
 
 namespace DistilFace
 {
@@ -29,6 +34,8 @@ namespace DistilFace
 
         [DllImport(Lib)] public static extern int df_abi();
         [DllImport(Lib)] public static extern IntPtr df_model_load(byte[] path, byte[] err, UIntPtr errlen);
+        [DllImport(Lib)] public static extern IntPtr df_model_load_memory(byte[] data, UIntPtr size, byte[] name,
+                                                                          byte[] err, UIntPtr errlen);
         [DllImport(Lib)] public static extern int df_model_outputs(IntPtr model);
         [DllImport(Lib)] public static extern IntPtr df_model_name(IntPtr model, int i);
         [DllImport(Lib)] public static extern int df_model_lookahead_samples(IntPtr model);
@@ -51,7 +58,7 @@ namespace DistilFace
                 case -4: return "out of memory";
                 case -5: return "stream state out of order (a push after the end: call Reset)";
                 case -6: return "sample rate not supported";
-                case -7: return "bad argument (a negative count or a buffer too small)";
+                case -7: return "bad argument (a negative count, or a missing buffer)";
                 default: return "error " + code;
             }
         }
@@ -61,7 +68,9 @@ namespace DistilFace
     public sealed class Model : IDisposable
     {
         IntPtr handle;
-        int openStreams;
+        int openStreams;   // streams not yet disposed or finalized
+        int references = 1;  // this Model (until disposed or finalized) + openStreams: at 0 the native model goes
+        int disposed;
         public int Outputs { get; private set; }
         /// <summary>Curve names, one per output (ARKit blendshape names for the shipped models).</summary>
         public string[] Names { get; private set; }
@@ -82,11 +91,32 @@ namespace DistilFace
         /// (missing, not a .dfn, truncated, over-long) or a library of another ABI.</summary>
         public static Model Load(string path)
         {
+            CheckAbi();
+            if (path == null) throw new ArgumentNullException("path");
+            var err = new byte[512];
+            return Loaded(Native.df_model_load(Utf8(path), err, (UIntPtr)err.Length), err);
+        }
+
+        /// <summary>Loads a .dfn from its bytes (an asset bundle, Android's APK, a download: where
+        /// there is no file path); name stands for the file in error messages.</summary>
+        public static Model Load(byte[] data, string name = "model.dfn")
+        {
+            CheckAbi();
+            if (data == null) throw new ArgumentNullException("data");
+            var err = new byte[512];
+            return Loaded(Native.df_model_load_memory(data, (UIntPtr)data.Length, Utf8(name ?? "model.dfn"), err,
+                                                      (UIntPtr)err.Length), err);
+        }
+
+        static void CheckAbi()
+        {
             int abi = Native.df_abi();
             if (abi != Native.Abi)
                 throw new DistilFaceException("libdistilface has ABI " + abi + ", this binding speaks " + Native.Abi);
-            var err = new byte[512];
-            IntPtr h = Native.df_model_load(Utf8(path), err, (UIntPtr)err.Length);
+        }
+
+        static Model Loaded(IntPtr h, byte[] err)
+        {
             if (h == IntPtr.Zero)
             {
                 int len = Array.IndexOf(err, (byte)0);
@@ -100,7 +130,7 @@ namespace DistilFace
         /// latency).</summary>
         public Stream CreateStream(double fps = 30.0, bool smooth = false, int inputRateHz = 16000)
         {
-            if (handle == IntPtr.Zero) throw new ObjectDisposedException("Model");
+            if (Volatile.Read(ref disposed) != 0) throw new ObjectDisposedException("Model");
             IntPtr s = Native.df_model_stream(handle, fps, smooth ? new float[] { 0.25f, 0.5f, 0.25f } : null);
             if (s == IntPtr.Zero) throw new DistilFaceException("cannot stream at " + fps + " fps");
             int r = Native.df_stream_set_input_rate(s, inputRateHz);
@@ -109,21 +139,40 @@ namespace DistilFace
                 Native.df_stream_free(s);
                 throw new DistilFaceException("cannot stream " + inputRateHz + " Hz audio: " + Native.Error(r));
             }
-            openStreams++;
+            Interlocked.Increment(ref openStreams);
+            Interlocked.Increment(ref references);
             return new Stream(this, s);
         }
 
-        internal void StreamClosed() { openStreams--; }
+        /// <summary>A stream's end (Dispose, or its finalizer: maybe on the finalizer thread).</summary>
+        internal void StreamClosed()
+        {
+            Interlocked.Decrement(ref openStreams);
+            Release();
+        }
 
+        void Release()
+        {
+            if (Interlocked.Decrement(ref references) == 0)
+            {
+                IntPtr h = Interlocked.Exchange(ref handle, IntPtr.Zero);
+                if (h != IntPtr.Zero) Native.df_model_free(h);
+            }
+        }
+
+        /// <summary>Frees the model; its streams must be disposed first (a stream still in use
+        /// would read freed weights otherwise). Streams the garbage collector finalized count as
+        /// disposed.</summary>
         public void Dispose()
         {
-            if (openStreams > 0)
-                throw new InvalidOperationException("dispose the model's streams first (" + openStreams + " open)");
-            if (handle != IntPtr.Zero) { Native.df_model_free(handle); handle = IntPtr.Zero; }
+            int open = Volatile.Read(ref openStreams);
+            if (open > 0)
+                throw new InvalidOperationException("dispose the model's streams first (" + open + " open)");
+            if (Interlocked.Exchange(ref disposed, 1) == 0) Release();
             GC.SuppressFinalize(this);
         }
 
-        ~Model() { if (handle != IntPtr.Zero && openStreams == 0) Native.df_model_free(handle); }
+        ~Model() { if (Interlocked.Exchange(ref disposed, 1) == 0) Release(); }
 
         static byte[] Utf8(string s)
         {
@@ -173,10 +222,18 @@ namespace DistilFace
 
         public void Dispose()
         {
-            if (handle != IntPtr.Zero) { Native.df_stream_free(handle); handle = IntPtr.Zero; model.StreamClosed(); }
+            Close();
             GC.SuppressFinalize(this);
         }
 
-        ~Stream() { if (handle != IntPtr.Zero) Native.df_stream_free(handle); }
+        ~Stream() { Close(); }
+
+        void Close()
+        {
+            IntPtr h = Interlocked.Exchange(ref handle, IntPtr.Zero);
+            if (h == IntPtr.Zero) return;
+            Native.df_stream_free(h);
+            model.StreamClosed();
+        }
     }
 }

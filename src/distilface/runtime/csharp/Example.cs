@@ -18,8 +18,14 @@ static class Example
             return 2;
         }
         var inv = CultureInfo.InvariantCulture;
-        double fps = args.Length > 1 ? double.Parse(args[1], inv) : 30.0;
-        int rate = args.Length > 2 ? int.Parse(args[2], inv) : 16000;
+        double fps = 30.0;
+        int rate = 16000;
+        if ((args.Length > 1 && !double.TryParse(args[1], NumberStyles.Float, inv, out fps)) ||
+            (args.Length > 2 && !int.TryParse(args[2], NumberStyles.Integer, inv, out rate)))
+        {
+            Console.Error.WriteLine("animate.exe: FPS and RATE_HZ are numbers (e.g. 30 48000)");
+            return 2;
+        }
         bool smooth = args.Length > 3 && args[3] == "smooth";
         try
         {

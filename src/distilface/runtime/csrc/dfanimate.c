@@ -69,6 +69,7 @@ int main(int argc, char **argv) {
     /* a push completes at most a few frames (one per 1/fps s, plus smoothing's); more would wait */
     const int64_t cap = (int64_t)(fps * CHUNK / rate) + 4;
     float *frames = malloc(sizeof(float) * (size_t)cap * outputs), audio[CHUNK];
+    if (!frames) { fprintf(stderr, "dfanimate: out of memory\n"); df_stream_free(s); df_model_free(m); return 1; }
     int16_t pcm[CHUNK];
     printf("frame,time_s");
     for (int o = 0; o < outputs; o++) printf(",%s", df_model_name(m, o));

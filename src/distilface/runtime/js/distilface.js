@@ -61,7 +61,7 @@ export class WasmModel {
     return new WasmStream(this, fps, rateHz, smooth);
   }
 
-  /** Whether a stream takes audio at rateHz (1 Hz to 384 kHz, ratio to 16 kHz in terms up to 8000). */
+  /** Whether a stream takes audio at rateHz (1 kHz to 384 kHz, ratio to 16 kHz in terms up to 8000). */
   supportsRate(rateHz) {
     try {
       this.stream(30, rateHz).free();
@@ -109,7 +109,11 @@ class WasmStream {
     if (weights) x.free(weights);
     if (!this.handle) throw new Error(`${model.meta.name ?? "model"}: cannot stream at ${fps} fps`);
     const r = x.df_stream_set_input_rate(this.handle, rateHz);
-    if (r < 0) throw new Error(`cannot stream ${rateHz} Hz audio: ${ERRORS[r] ?? r}`);
+    if (r < 0) {
+      x.df_stream_free(this.handle); // the stream is not returned: nothing else would free it
+      this.handle = 0;
+      throw new Error(`cannot stream ${rateHz} Hz audio: ${ERRORS[r] ?? r}`);
+    }
     this.audioPtr = 0;
     this.audioCap = 0;
     this.framesCap = 64; // frames per call; more wait in the stream for the next call
@@ -118,6 +122,7 @@ class WasmStream {
 
   /** Float32Array of samples -> the frames they complete (Float32Array each). */
   push(samples) {
+    this._live();
     const x = this.model.x;
     if (samples.length > this.audioCap) {
       if (this.audioPtr) x.free(this.audioPtr);
@@ -136,17 +141,27 @@ class WasmStream {
   }
 
   reset() {
+    this._live();
     this.model.x.df_stream_reset(this.handle);
   }
 
+  /** Frees the stream's memory in the module; a second call does nothing, and any other call
+   * after it throws (the memory may belong to another stream by then). */
   free() {
+    if (!this.handle) return;
     const x = this.model.x;
     x.df_stream_free(this.handle);
     if (this.audioPtr) x.free(this.audioPtr);
     x.free(this.framesPtr);
+    this.handle = this.audioPtr = this.framesPtr = 0;
+  }
+
+  _live() {
+    if (!this.handle) throw new Error("stream: used after free()");
   }
 
   _call(ptr, n, final) {
+    this._live();
     const x = this.model.x, k = this.model.outputs, out = [];
     for (let first = true; ; first = false) {
       // BigInt: df_stream_push takes int64 counts
