@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -254,7 +255,11 @@ def test_the_addons_live_link_decoder_reads_what_stream_sends():
     assert got["values"] == {n: pytest.approx(float(v)) for n, v in zip(names, values)}
     packet = pack(0, values)
     assert addon.decode_livelink(packet + b"\0")["values"]["jawOpen"] == got["values"]["jawOpen"]
+    nan_sub = bytearray(packet)  # the float32 sub-frame follows the int32 frame after the two names
+    at = 1 + 4 + len(b"dev") + 4 + len(b"Talker") + 4
+    nan_sub[at: at + 4] = struct.pack(">f", float("nan"))
     for bad, message in ((packet[:-4], "not a Live Link Face packet"), (packet[:3], "not a Live Link"),
+                         (bytes(nan_sub), "NaN or infinite"),
                          (b"\x05" + packet[1:], "version 5")):
         with pytest.raises(ValueError, match=message):
             addon.decode_livelink(bad)
@@ -277,7 +282,9 @@ def test_the_addon_records_a_live_stream(blender, clip, tmp_path):
     """A real `distilface stream --output livelink` into the add-on's `--live --record` in Blender:
     every frame keyed on its own frame with the values the stream's NDJSON output shows. The face
     is an `animate` .glb: its own animation must not mix into the take."""
+    import select
     import socket
+    import time
 
     face = clip[0] / "face.glb"
     blend = tmp_path / "live.blend"
@@ -286,12 +293,17 @@ def test_the_addon_records_a_live_stream(blender, clip, tmp_path):
                           env=BLENDER_ENV, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     try:
-        port = None
-        for line in rx.stdout:
+        port, deadline, seen = None, time.monotonic() + 120, []
+        while port is None and time.monotonic() < deadline:  # never wait on a Blender that stalls
+            if not select.select([rx.stdout], [], [], 1.0)[0]:
+                continue
+            line = rx.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
             if "listening on UDP" in line:
                 port = int(line.split()[-1])
-                break
-        assert port, "Blender did not start listening"
+        assert port, "Blender did not start listening: " + "".join(seen)[-2000:]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"\x06garbage", ("127.0.0.1", port))  # skipped and counted, not fatal
         with open(tmp_path / "frames.ndjson", "w") as ndjson:

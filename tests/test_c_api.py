@@ -35,7 +35,7 @@ def harness(tmp_path_factory):
     csrc = native.CSRC
     exe = d / "api_misuse"
     sources = [csrc / f for f in ("dfstep.c", "dfstream.c", "dfmodel.c", "dfresample.c")]
-    r = subprocess.run([CC, "-O1", "-g", "-mavx2", "-mfma", *SAN, f"-I{csrc}", *map(str, sources),
+    r = subprocess.run([CC, "-O1", "-g", "-Wno-psabi", *SAN, f"-I{csrc}", *map(str, sources),
                         str(HERE / "csrc" / "api_misuse.c"), "-o", str(exe), "-lm"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -44,7 +44,8 @@ def harness(tmp_path_factory):
 
 
 def _run(exe, *args, timeout=300):
-    env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    # no LeakSanitizer: it needs ptrace, which sandboxed CI runners often refuse
+    env = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
     r = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
     assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr[-3000:]
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

@@ -122,17 +122,23 @@ static class Lifetime
         same = na == nb;
         for (int i = 0; i < na * model.Outputs; i++) same &= a[i] == b[i] && !float.IsNaN(a[i]);
         Console.WriteLine("nonfinite_as_silence " + same);
-        // a stream left to the garbage collector: the model can still be disposed
-        Forget(model);
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
+        // the model disposed while a stream runs: the stream keeps its weights
+        var first = new float[64 * model.Outputs];
+        int nFirst;
+        using (var s = model.CreateStream()) { nFirst = s.Push(audio, audio.Length, first); }
+        var live = model.CreateStream();
         model.Dispose();
+        na = live.Push(audio, audio.Length, a);
+        same = na == nFirst;
+        for (int i = 0; i < na * model.Outputs; i++) same &= a[i] == first[i];
+        Console.WriteLine("stream_outlives_model " + same + " " + model.OpenStreams);
+        live.Dispose();
+        try { model.CreateStream(); Console.WriteLine("create_after_dispose no error"); }
+        catch (ObjectDisposedException) { Console.WriteLine("create_after_dispose ObjectDisposedException"); }
+        Console.WriteLine("open_after " + model.OpenStreams);
         fromBytes.Dispose();
-        Console.WriteLine("disposed_after_finalized_stream True");
         return 0;
     }
-
-    static void Forget(DistilFace.Model m) { m.CreateStream(); }
 }
 """
 
@@ -140,8 +146,9 @@ static class Lifetime
 @pytest.mark.skipif(not (shutil.which("mcs") and shutil.which("mono")),
                     reason="Mono (mcs, mono) not installed; scripts/setup.sh installs it")
 def test_csharp_binding_bytes_lifetime_and_bad_samples(kit, tmp_path):
-    """Model.Load(bytes) streams as Model.Load(path); NaN / inf samples are silence; a Stream the
-    garbage collector finalized no longer blocks Model.Dispose; Example.cs refuses a non-number."""
+    """Model.Load(bytes) streams as Model.Load(path); NaN / inf samples are silence; a Stream keeps
+    running, with the same frames, after its Model is disposed (counted references); Example.cs
+    refuses a non-number."""
     (tmp_path / "Lifetime.cs").write_text(LIFETIME_CS)
     exe = tmp_path / "lifetime.exe"
     subprocess.run(["mcs", f"-out:{exe}", str(kit / "DistilFace.cs"), str(tmp_path / "Lifetime.cs")], check=True,
@@ -153,7 +160,8 @@ def test_csharp_binding_bytes_lifetime_and_bad_samples(kit, tmp_path):
     assert got["bytes_equal"] == "True 23"
     assert got["bytes_error"].startswith("junk.dfn: ")
     assert got["nonfinite_as_silence"] == "True"
-    assert got["disposed_after_finalized_stream"] == "True"
+    assert got["stream_outlives_model"] == "True 1"
+    assert got["create_after_dispose"] == "ObjectDisposedException" and got["open_after"] == "0"
     example = tmp_path / "animate.exe"
     subprocess.run(["mcs", f"-out:{example}", str(kit / "DistilFace.cs"), str(kit / "Example.cs")], check=True,
                    capture_output=True, timeout=120)

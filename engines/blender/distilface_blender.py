@@ -139,6 +139,8 @@ def decode_livelink(packet):
         raise ValueError(f"not a Live Link Face packet ({len(packet)} bytes): {e}") from None
     if count < len(ARKIT_ORDER) or den <= 0 or num <= 0:
         raise ValueError(f"Live Link Face packet with {count} values at {num}/{den} fps")
+    if not (math.isfinite(sub) and all(math.isfinite(v) for v in values)):
+        raise ValueError("Live Link Face packet with a NaN or infinite number")
     return {"subject": texts[1], "frame": frame + sub, "fps": num / den,
             "values": dict(zip(ARKIT_ORDER, values))}
 
@@ -358,19 +360,27 @@ try:
 
         def modal(self, context, event):
             if event.type == "ESC" or not DISTILFACE_OT_live.running:
-                context.window_manager.event_timer_remove(self.timer)
-                self.receiver.close()
-                DISTILFACE_OT_live.running = False
+                self._stop(context)
                 self.report({"INFO"}, f"DistilFace live: {self.receiver.frames} frames, "
                                       f"{self.applier.recorded} recorded")
                 return {"FINISHED"}
             if event.type == "TIMER":
-                frames = self.receiver.poll()
-                if frames:
-                    self.applier.apply(frames, context.scene)
-                    for area in context.screen.areas:
-                        area.tag_redraw()
+                try:
+                    frames = self.receiver.poll()
+                    if frames:
+                        self.applier.apply(frames, context.scene)
+                        for area in context.screen.areas:
+                            area.tag_redraw()
+                except Exception as e:  # noqa: BLE001 - never leave the timer and the port behind
+                    self._stop(context)
+                    self.report({"ERROR"}, f"DistilFace live stopped: {e}")
+                    return {"CANCELLED"}
             return {"PASS_THROUGH"}
+
+        def _stop(self, context):
+            context.window_manager.event_timer_remove(self.timer)
+            self.receiver.close()
+            DISTILFACE_OT_live.running = False
 
     class DISTILFACE_OT_live_stop(bpy.types.Operator):
         """Stop receiving"""

@@ -311,10 +311,14 @@ def _auto_runtime(student: Any, path: str | Path) -> str:
     """"native" where `student` has a C step and the C runtime builds here, else "torch" (with a
     line on stderr saying why, when a compiler is what is missing). The two give the same frames
     within 1e-5 (tests/test_native.py); the C step costs a fraction of torch's CPU per frame."""
-    from distilface.runtime.native import ARCHS, NativeUnavailable, load_library
+    from distilface.runtime.native import ARCHS, MAX_CONTEXT_STEPS, NativeUnavailable, load_library
+    from distilface.runtime.step import stream_geometry
 
-    if getattr(getattr(student, "cfg", None), "arch", None) not in ARCHS:
+    cfg = getattr(student, "cfg", None)
+    if getattr(cfg, "arch", None) not in ARCHS:
         return "torch"
+    if cfg.arch == "conv" and stream_geometry(student).steps_per_window > MAX_CONTEXT_STEPS:
+        return "torch"  # a window longer than the C context conv takes (pack_student says why)
     try:
         load_library()
     except (NativeUnavailable, OSError) as e:

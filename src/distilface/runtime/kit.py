@@ -16,8 +16,10 @@ to WebAssembly (`distilface.wasm`, distilface.runtime.wasm), the module that dri
 All or nothing: what can be checked without the model is checked first (`plan_engine_kit`: a
 .dfn name, no folder where a kit file goes, the compiler, the CPU level it must accept), then the
 .dfn and the kit are built in a temporary folder beside the target and moved into place only when
-all of it was built; a failed or interrupted build leaves an old kit as it was. kit.json records
-the flags the library was really built with.
+all of it was built; a failed or interrupted build leaves an old kit as it was. The final moves
+are renames, one file after another with kit.json last (Ctrl-C waits for them): a rename refused
+midway (a library in use on Windows) can leave files of two builds, which kit.json's sums tell
+apart. kit.json records the flags the library was really built with.
 """
 
 from __future__ import annotations
@@ -121,8 +123,12 @@ def _first_error(stderr: str) -> str:
 def _refusal(cc: str, flags: tuple[str, ...]) -> str | None:
     """What the compiler says where it refuses `flags`, tried on an empty C file (a fraction of a
     second, nothing written), else None."""
-    proc = subprocess.run([cc, *flags, "-c", "-x", "c", os.devnull, "-o", os.devnull], capture_output=True,
-                          text=True)
+    try:
+        proc = subprocess.run([cc, *flags, "-c", "-x", "c", os.devnull, "-o", os.devnull], capture_output=True,
+                              text=True)
+    except OSError as e:  # $CC names no program, or one that cannot run
+        source = " (from $CC)" if cc == os.environ.get("CC") else ""
+        raise native.NativeUnavailable(f"the C compiler {cc!r}{source} cannot run: {e.strerror or e}") from None
     return _first_error(proc.stderr) if proc.returncode else None
 
 

@@ -237,7 +237,7 @@ class LiveStream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._stop_early = False
-        self.interrupted = False  # stop() came before the input's end
+        self.interrupted = False  # the last stream ended by stop() before its input's end
         self._closing = False
         self._queue: asyncio.Queue | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distilface-model")
@@ -296,7 +296,6 @@ class LiveStream:
             await asyncio.wait({consumer, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
             if not consumer.done():  # stop(): end the input, the consumer finishes the stream
-                self.interrupted = True
                 source_task.cancel()
             await consumer
             (ended,) = await asyncio.gather(source_task, return_exceptions=True)
@@ -332,7 +331,8 @@ class LiveStream:
                     await self._audio(event)
             elif isinstance(event, StreamEnd) and self.state == "live":
                 await self._end(event.reason)
-        if self.state == "live":
+        if self.state == "live":  # the input stopped before it said it ended (stop(), Ctrl-C)
+            self.interrupted = True
             await self._end("stopped")
 
     def _begin(self, event: StreamStart) -> None:

@@ -310,6 +310,11 @@ def pack_student(student: Any, half: bool = False) -> tuple[dict[str, Any], dict
     if not isinstance(student, Student) or arch not in ARCHS:
         raise ValueError(f"the native runtime runs the {' and '.join(ARCHS)} students, not {arch!r}")
     cfg = student.cfg
+    steps = stream_geometry(student).steps_per_window
+    if arch == "conv" and steps > MAX_CONTEXT_STEPS:
+        raise ValueError(f"the native runtime's context conv takes windows of at most {MAX_CONTEXT_STEPS} encoder "
+                         f"steps ({MAX_CONTEXT_STEPS * 20} ms); this student's has {steps} ({cfg.window_ms:g} ms): "
+                         "use the torch or ONNX runtime")
     c, cp = cfg.channels, _pad8(cfg.channels)
     meta, arrays = (_pack_conv if arch == "conv" else _pack_whisper)(student)
     proj_in = student.proj.in_features
@@ -447,6 +452,7 @@ def check_meta(meta: dict, where: str) -> None:
 # The .dfn file for C callers (csrc/dfmodel.c has the layout): the header's integers in this order,
 # then each layer's sizes; six floats; the names; the arrays in `array_sizes` order.
 DFN_VERSION = 2
+MAX_CONTEXT_STEPS = 64  # csrc/dfstep.c `context`: eight 8-float vectors per row (df_net_problem)
 DFN_INTS = ("channels", "front", "mel_window", "mel_hop", "mel_bins", "mel_bands", "n_enc", "enc_norm", "proj_in",
             "proj_gelu", "steps", "dilation", "cache_steps", "tail_steps", "groups", "ctx_zlen", "n_red", "n_fc",
             "activation", "outputs", "past_samples", "span_samples", "receptive_samples", "hop_samples",

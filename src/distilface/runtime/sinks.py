@@ -146,6 +146,7 @@ class CsvOutput(Output):
         self._file: TextIO | None = None
         self._part: Path | None = None
         self._target: Path | None = None
+        self._stream_rows = 0  # of the stream being written
         self._fps = 30.0
         self._order: np.ndarray | None = None  # LLF column -> index into the frame's values
         self.files: list[str] = []
@@ -177,6 +178,7 @@ class CsvOutput(Output):
         self._file = open(fd, "w", newline="")
         self._part, self._target = Path(part), path
         self._file.write(",".join(LLF_HEADER) + "\n")
+        self._stream_rows = 0
         self.files.append(str(path))
 
     def frame(self, frame: Frame) -> None:
@@ -189,6 +191,7 @@ class CsvOutput(Output):
                          + ",".join(["0"] * len(LLF_ROTATIONS)) + "\n")
         self._file.flush()
         self.rows += 1
+        self._stream_rows += 1
 
     def end(self, info: StreamInfo, frames: int, reason: str) -> None:
         if self._file is None:
@@ -197,7 +200,7 @@ class CsvOutput(Output):
         self._file = None
         if self.finite_input and reason == "stopped":
             logger.warning("csv: stopped before the end of the input: %s left as it was; the %d rows so far "
-                           "are in %s", self._target, frames, self._part)
+                           "are in %s", self._target, self._stream_rows, self._part)
             self.files[-1] = str(self._part)
             return
         os.chmod(self._part, FILE_MODE)  # mkstemp's 0600 -> the umask's usual mode

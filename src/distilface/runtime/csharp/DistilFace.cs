@@ -13,8 +13,9 @@
 // the next push; Finish pushes the end of the audio (call it until it returns 0).
 //
 // Memory: the native model lives until the Model and every Stream of it are disposed or
-// finalized, in any order (a counted reference), so a Stream left to the garbage collector never
-// pins or leaks its Model. Samples that are NaN or infinite are taken as silence (in C).
+// finalized, in any order (a counted reference): disposing the Model while a Stream still runs
+// is safe (the stream keeps the weights), and a Stream left to the garbage collector neither
+// leaks nor pins its Model. Samples that are NaN or infinite are taken as silence (in C).
 using System;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -132,6 +133,7 @@ namespace DistilFace
         {
             if (Volatile.Read(ref disposed) != 0) throw new ObjectDisposedException("Model");
             IntPtr s = Native.df_model_stream(handle, fps, smooth ? new float[] { 0.25f, 0.5f, 0.25f } : null);
+            GC.KeepAlive(this);  // no finalizer may free the model during the call
             if (s == IntPtr.Zero) throw new DistilFaceException("cannot stream at " + fps + " fps");
             int r = Native.df_stream_set_input_rate(s, inputRateHz);
             if (r != 0)
@@ -160,14 +162,13 @@ namespace DistilFace
             }
         }
 
-        /// <summary>Frees the model; its streams must be disposed first (a stream still in use
-        /// would read freed weights otherwise). Streams the garbage collector finalized count as
-        /// disposed.</summary>
+        /// <summary>Streams of this model not yet disposed or finalized.</summary>
+        public int OpenStreams { get { return Volatile.Read(ref openStreams); } }
+
+        /// <summary>No new streams from this model; its weights are freed once its open streams
+        /// are disposed or finalized too (at once when there are none).</summary>
         public void Dispose()
         {
-            int open = Volatile.Read(ref openStreams);
-            if (open > 0)
-                throw new InvalidOperationException("dispose the model's streams first (" + open + " open)");
             if (Interlocked.Exchange(ref disposed, 1) == 0) Release();
             GC.SuppressFinalize(this);
         }
@@ -206,6 +207,7 @@ namespace DistilFace
         {
             if (handle == IntPtr.Zero) throw new ObjectDisposedException("Stream");
             Native.df_stream_reset(handle);
+            GC.KeepAlive(this);  // see Call
         }
 
         int Call(float[] audio, int count, int final, float[] frames)
@@ -216,6 +218,9 @@ namespace DistilFace
             if (frames == null || frames.Length < Outputs)
                 throw new ArgumentException("frames must hold at least one frame of " + Outputs + " floats");
             long n = Native.df_stream_push(handle, audio, count, final, frames, frames.Length / Outputs);
+            // Without this the object is unreachable once the handle is loaded, and its finalizer
+            // could free the stream (and the model) while C still runs on it.
+            GC.KeepAlive(this);
             if (n < 0) throw new DistilFaceException("stream: " + Native.Error(n));
             return (int)n;
         }

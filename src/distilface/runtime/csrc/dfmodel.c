@@ -54,7 +54,11 @@ typedef struct {
 
 /* As fread, from either source: the number of whole items read. */
 static size_t get(reader *r, void *dst, size_t size, size_t count) {
-    if (r->file) return fread(dst, size, count, r->file);
+    if (r->file) {
+        const size_t n = fread(dst, size, count, r->file);
+        r->pos += n * size;
+        return n;
+    }
     const size_t fit = (r->size - r->pos) / size, n = count < fit ? count : fit;
     if (n) memcpy(dst, r->data + r->pos, size * n);
     r->pos += size * n;
@@ -70,6 +74,9 @@ static int read_i32(reader *f, int32_t *v) { return get(f, v, 4, 1) == 1; }
 static void *read_values(df_model *m, reader *f, int64_t count, size_t size) {
     int32_t n;
     if (!read_i32(f, &n) || n != count || count <= 0) return NULL;
+    /* never more than the bytes left (r->size: the file's or the buffer's length): a damaged header
+     * must not ask for gigabytes, nor wrap a 32-bit size_t (wasm32) into a small buffer */
+    if ((uint64_t)count > (uint64_t)((f->size - f->pos) / size)) return NULL;
     void *a = malloc(size * (size_t)count);
     if (!a) return NULL;
     if (get(f, a, size, (size_t)count) != (size_t)count) { free(a); return NULL; }
@@ -257,6 +264,10 @@ df_model *df_model_load(const char *path, char *err, size_t errlen) {
     if (!path) { fail(err, errlen, "(null)", "no path"); return NULL; }
     reader r = {open_path(path), NULL, 0, 0};
     if (!r.file) { fail(err, errlen, path, "cannot open"); return NULL; }
+    long size = -1;
+    if (fseek(r.file, 0, SEEK_END) == 0) size = ftell(r.file);
+    if (size < 0 || fseek(r.file, 0, SEEK_SET) != 0) { fclose(r.file); fail(err, errlen, path, "cannot read"); return NULL; }
+    r.size = (size_t)size;
     df_model *m = calloc(1, sizeof *m);
     int ok = m && load(m, &r, path, err, errlen);
     fclose(r.file);

@@ -136,7 +136,10 @@ const char *df_net_problem(const df_net *net, int64_t past, int64_t span, int64_
     const int W = net->steps;
     CHECK(W >= 2 && W <= (net->groups ? 64 : 1024), "steps per window");  /* context: 8 vectors a row */
     CHECK(net->cache_steps == (int64_t)(W - 1) * net->dilation, "cache steps");
-    CHECK(span == (int64_t)(W - 1) * j + r, "window span");
+    CHECK(span == (int64_t)(W - 1) * j + r && span <= LIMIT_SAMPLES, "window span");
+    /* the state a phase keeps, (S + R) rows of cp floats: at most 64 M floats (256 MB) */
+    CHECK((int64_t)net->cache_steps + net->tail_steps <= (1 << 20) &&
+          ((int64_t)net->cache_steps + net->tail_steps) * net->cp <= ((int64_t)1 << 26), "state too large");
     CHECK(past >= 0 && past <= LIMIT_SAMPLES && grid >= 1 && grid <= j, "past or grid");
     CHECK(net->groups >= 0 && (!net->groups || (net->channels % net->groups == 0 &&
           net->ctx_zlen == W - 1 + (W + 7) / 8 * 8)) && (net->groups || net->ctx_zlen == 0), "context conv");
