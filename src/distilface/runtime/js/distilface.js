@@ -32,7 +32,7 @@ export class WasmModel {
     if (exports.df_abi() !== ABI) throw new Error(`distilface.wasm speaks ABI ${exports.df_abi()}, this page ${ABI}`);
     const name = meta.name ?? "model";
     const bytes = new Uint8Array(dfnBytes);
-    const data = exports.malloc(bytes.length), label = cString(exports, `${name}.dfn`), err = exports.malloc(512);
+    const data = alloc(exports, bytes.length), label = cString(exports, `${name}.dfn`), err = alloc(exports, 512);
     new Uint8Array(exports.memory.buffer, data, bytes.length).set(bytes);
     const handle = exports.df_model_load_memory(data, bytes.length, label, err, 512);
     const message = readString(exports, err);
@@ -102,7 +102,7 @@ class WasmStream {
     this.rateHz = rateHz;
     let weights = 0;
     if (smooth) {
-      weights = x.malloc(12);
+      weights = alloc(x, 12);
       new Float32Array(x.memory.buffer, weights, 3).set([0.25, 0.5, 0.25]);
     }
     this.handle = x.df_model_stream(model.handle, fps, weights);
@@ -117,7 +117,13 @@ class WasmStream {
     this.audioPtr = 0;
     this.audioCap = 0;
     this.framesCap = 64; // frames per call; more wait in the stream for the next call
-    this.framesPtr = x.malloc(4 * this.framesCap * model.outputs);
+    this.framesPtr = 0;
+    try {
+      this.framesPtr = alloc(x, 4 * this.framesCap * model.outputs);
+    } catch (e) {
+      this.free();
+      throw e;
+    }
   }
 
   /** Float32Array of samples -> the frames they complete (Float32Array each). */
@@ -126,8 +132,9 @@ class WasmStream {
     const x = this.model.x;
     if (samples.length > this.audioCap) {
       if (this.audioPtr) x.free(this.audioPtr);
+      this.audioPtr = this.audioCap = 0;
+      this.audioPtr = alloc(x, 4 * samples.length);
       this.audioCap = samples.length;
-      this.audioPtr = x.malloc(4 * this.audioCap);
     }
     new Float32Array(x.memory.buffer, this.audioPtr, samples.length).set(samples);
     return this._call(this.audioPtr, samples.length, 0);
@@ -152,7 +159,7 @@ class WasmStream {
     const x = this.model.x;
     x.df_stream_free(this.handle);
     if (this.audioPtr) x.free(this.audioPtr);
-    x.free(this.framesPtr);
+    if (this.framesPtr) x.free(this.framesPtr);
     this.handle = this.audioPtr = this.framesPtr = 0;
   }
 
@@ -217,8 +224,15 @@ export class WasmLiveAnimator {
   }
 }
 
+/** malloc in the module, or an error: a null pointer would make the next write land on address 0. */
+function alloc(x, bytes) {
+  const p = x.malloc(bytes);
+  if (!p) throw new Error(`distilface.wasm: out of memory (${bytes} bytes)`);
+  return p;
+}
+
 function cString(x, text) {
-  const bytes = new TextEncoder().encode(text), p = x.malloc(bytes.length + 1);
+  const bytes = new TextEncoder().encode(text), p = alloc(x, bytes.length + 1);
   new Uint8Array(x.memory.buffer, p, bytes.length + 1).set([...bytes, 0]);
   return p;
 }
