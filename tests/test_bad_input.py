@@ -343,19 +343,21 @@ def test_stream_csv_is_complete_or_the_old_file_stays(bad, tiny_ckpt, tmp_path):
 
     long_audio = tmp_path / "long.wav"
     write_long_wav(long_audio, 60 / 3600)  # a minute, at real-time pace: stopped after a few seconds
-    proc = subprocess.Popen([*CLI, "stream", "--input", f"wav:{long_audio}", "--output", f"csv:{out}",
-                             "--model", str(tiny_ckpt)], stderr=subprocess.PIPE, text=True)
-    parts = []
-    deadline = time.monotonic() + 120
-    while not parts and time.monotonic() < deadline:  # rows are being written: the stream is live
-        parts = [p for p in tmp_path.glob("take.csv.*.part") if len(p.read_bytes().splitlines()) > 10]
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert f"interrupted before the end of {long_audio}" in err and "left as it was" in err
-    assert out.read_bytes() == whole
-    assert len(parts) == 1 and parts[0].exists() and str(parts[0]) in err
+    for sig, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):  # as a shell reports them
+        proc = subprocess.Popen([*CLI, "stream", "--input", f"wav:{long_audio}", "--output", f"csv:{out}",
+                                 "--model", str(tiny_ckpt)], stderr=subprocess.PIPE, text=True)
+        parts = []
+        deadline = time.monotonic() + 120
+        while not parts and time.monotonic() < deadline:  # rows are being written: the stream is live
+            parts = [p for p in tmp_path.glob("take.csv.*.part") if len(p.read_bytes().splitlines()) > 10]
+            time.sleep(0.2)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == status, err
+        assert f"interrupted before the end of {long_audio}" in err and "left as it was" in err
+        assert out.read_bytes() == whole
+        assert len(parts) == 1 and parts[0].exists() and str(parts[0]) in err
+        parts[0].unlink()
 
 
 def test_stream_output_addresses_are_named(tiny_ckpt):

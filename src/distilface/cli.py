@@ -333,7 +333,7 @@ def _stream(a: argparse.Namespace) -> None:
         # A file has an end: stopping before it is an interruption (scripts must see it), while
         # stopping a microphone, stdin or WebSocket stream is how it normally ends.
         print(f"distilface stream: interrupted before the end of {a.input[4:]}", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + stats.get("signal", 2))  # 130 for Ctrl-C (SIGINT), 143 for SIGTERM
 
 
 def _view(a: argparse.Namespace) -> None:

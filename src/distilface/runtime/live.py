@@ -238,6 +238,7 @@ class LiveStream:
         self._stop: asyncio.Event | None = None
         self._stop_early = False
         self.interrupted = False  # the last stream ended by stop() before its input's end
+        self.stopped_by_signal = 0  # SIGINT / SIGTERM that stopped the stream (run_stream)
         self._closing = False
         self._queue: asyncio.Queue | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distilface-model")
@@ -471,12 +472,20 @@ def run_stream(model: Any, cfg: StreamConfig, stdin: Any = None, stdout: TextIO 
 
     async def main() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
+
+        def on_signal(sig: int) -> None:
+            live.stopped_by_signal = int(sig)  # the CLI's exit status: 128 + it, as the shell's
+            live.stop()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, live.stop)
+                loop.add_signal_handler(sig, on_signal, sig)
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
                 pass
-        return await live.run()
+        stats = await live.run()
+        if live.stopped_by_signal:
+            stats["signal"] = live.stopped_by_signal
+        return stats
 
     return asyncio.run(main())
 
