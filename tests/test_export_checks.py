@@ -182,3 +182,12 @@ def test_info_and_export_of_an_export_say_what_it_is(tmp_path, kit, capsys):
         (tmp_path / "out.onnx").write_bytes(b"sentinel")
         assert f"export: {path}: {kind}, not a checkpoint" in _refused("export", path, "-o", tmp_path / "out.onnx")
         assert (tmp_path / "out.onnx").read_bytes() == b"sentinel"
+
+
+def test_a_compiler_that_cannot_run_is_named_before_writing(tmp_path, monkeypatch):
+    files = _old_kit(tmp_path / "kit")
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    msg = _refused("export", MODEL, "--native", "-o", tmp_path / "kit" / "m.dfn", "--engine-kit")
+    assert msg == (f"distilface export: the C compiler '{tmp_path / 'no-such-cc'}' (from $CC) cannot run: "
+                   "No such file or directory")
+    assert {n: (tmp_path / "kit" / n).read_bytes() for n in files} == files

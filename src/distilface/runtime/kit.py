@@ -126,9 +126,8 @@ def _refusal(cc: str, flags: tuple[str, ...]) -> str | None:
     try:
         proc = subprocess.run([cc, *flags, "-c", "-x", "c", os.devnull, "-o", os.devnull], capture_output=True,
                               text=True)
-    except OSError as e:  # $CC names no program, or one that cannot run
-        source = " (from $CC)" if cc == os.environ.get("CC") else ""
-        raise native.NativeUnavailable(f"the C compiler {cc!r}{source} cannot run: {e.strerror or e}") from None
+    except OSError as e:
+        raise native.compiler_cannot_run(cc, e) from None
     return _first_error(proc.stderr) if proc.returncode else None
 
 

@@ -109,6 +109,12 @@ def compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
+def compiler_cannot_run(cc: str, e: OSError) -> NativeUnavailable:
+    """The error for a compiler that is no program, or one that cannot run ($CC says where from)."""
+    source = " (from $CC)" if cc == os.environ.get("CC") else ""
+    return NativeUnavailable(f"the C compiler {cc!r}{source} cannot run: {e.strerror or e}")
+
+
 def _cpu() -> str:
     """What -march=native depends on: the CPU model and its flags (a cache on a shared home
     directory must not hand one machine's library to another)."""
@@ -168,9 +174,8 @@ def compile_library(out: Path, step_flags: tuple[str, ...], cc: str | None = Non
     def run(cmd: list[str]) -> subprocess.CompletedProcess:
         try:
             return subprocess.run(cmd, capture_output=True, text=True)
-        except OSError as e:  # $CC names no program, or one that cannot run
-            source = " (from $CC)" if cc == os.environ.get("CC") else ""
-            raise NativeUnavailable(f"the C compiler {cc!r}{source} cannot run: {e.strerror or e}") from None
+        except OSError as e:
+            raise compiler_cannot_run(cc, e) from None
 
     try:
         proc = run(step)
