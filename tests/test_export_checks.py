@@ -56,7 +56,7 @@ def kit(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(kitmod, "DEFAULT_MARCH", "bogus")
         mp.setattr(kitmod, "_refusal", lambda cc, flags: None)
-        with pytest.warns(RuntimeWarning, match="refuses -O3 -march=bogus"):
+        with pytest.warns(RuntimeWarning, match="-O3 -march=bogus .* refused"):
             main(["export", MODEL, "--native", "-o", str(d / "m.dfn"), "--engine-kit"])
     return d
 
@@ -190,4 +190,12 @@ def test_a_compiler_that_cannot_run_is_named_before_writing(tmp_path, monkeypatc
     msg = _refused("export", MODEL, "--native", "-o", tmp_path / "kit" / "m.dfn", "--engine-kit")
     assert msg == (f"distilface export: the C compiler '{tmp_path / 'no-such-cc'}' (from $CC) cannot run: "
                    "No such file or directory")
+    assert {n: (tmp_path / "kit" / n).read_bytes() for n in files} == files
+
+
+def test_named_march_refused_only_by_the_real_build_fails_and_keeps_the_old_kit(tmp_path, monkeypatch):
+    files = _old_kit(tmp_path / "kit")
+    monkeypatch.setattr(kitmod, "_refusal", lambda cc, flags: None)  # the empty-file trial passes
+    msg = _refused("export", MODEL, "--native", "-o", tmp_path / "kit" / "m.dfn", "--engine-kit", "--march", "bogus")
+    assert msg.startswith(f"distilface export: {tmp_path / 'kit' / 'm.dfn'}: ") and "refuses -O3 -march=bogus" in msg
     assert {n: (tmp_path / "kit" / n).read_bytes() for n in files} == files

@@ -16,7 +16,7 @@ from pathlib import Path
 # mkstemp makes 0600 files; finished artifacts get the usual permissions for the umask.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-_FILE_MODE = FILE_MODE = 0o666 & ~_UMASK
+FILE_MODE = 0o666 & ~_UMASK
 from typing import Any, Iterable, Iterator
 
 
@@ -65,7 +65,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[Any]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, FILE_MODE)
         try:
             os.replace(tmp, path)
         except OSError as e:
@@ -91,7 +91,7 @@ def atomic_path(path: str | Path) -> contextlib.AbstractContextManager[Path]:
         os.close(fd)
         try:
             yield Path(tmp)
-            os.chmod(tmp, _FILE_MODE)
+            os.chmod(tmp, FILE_MODE)
             try:
                 os.replace(tmp, target)
             except OSError as e:

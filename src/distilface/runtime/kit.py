@@ -224,17 +224,16 @@ def _build(plan: KitPlan, stage: Path, model: Path) -> dict[str, Any]:
         copies = [(JS / f, stage / f) for f in ("distilface.js", "example.mjs", "example.html")]
     else:
         cc = plan.cc
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            lib = native.compile_library(stage / name, flags, cc=cc, ldflags=(*native.LDFLAGS, *ldflags))
-        for w in caught:
-            if issubclass(w.category, RuntimeWarning) and "refused" in str(w.message):
-                # the empty-file trial passed but the step itself did not build with these flags:
-                # kit.json must say what the library was really built with
-                said = str(w.message).partition(" refused (")[2].rpartition("); building with")[0]
-                flags = _fallback(plan.model_path, cc, " ".join(flags), plan.strict, _first_error(said))
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        # the empty-file trial can pass while the step itself does not build with these flags:
+        # a named level then fails, else kit.json says what the library was really built with
+        used: list[str] = []
+        try:
+            lib = native.compile_library(stage / name, flags, cc=cc, ldflags=(*native.LDFLAGS, *ldflags),
+                                         strict=plan.strict, used_flags=used)
+        except ValueError as e:
+            raise ValueError(f"{plan.model_path}: {e}; name a CPU level it knows, e.g. x86-64-v3, "
+                             "or --march portable") from None
+        flags = tuple(used)
         if plan.target == "windows":
             extra = _msvc_import_library(lib, cc)
         copies = [(native.CSRC / "dfstep.h", stage / "dfstep.h"),

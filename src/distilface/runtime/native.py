@@ -152,10 +152,12 @@ def build(force: bool = False) -> Path:
 
 
 def compile_library(out: Path, step_flags: tuple[str, ...], cc: str | None = None,
-                    ldflags: tuple[str, ...] = LDFLAGS) -> Path:
+                    ldflags: tuple[str, ...] = LDFLAGS, strict: bool = False,
+                    used_flags: list[str] | None = None) -> Path:
     """csrc/ into the shared library `out` (atomically) with compiler `cc` (default `compiler()`):
     the step with `step_flags` (or `CFLAGS_PORTABLE` where the compiler refuses them, with a
-    warning), the rest with `STREAM_CFLAGS`, linked with `ldflags`, without -ffast-math."""
+    warning; `strict`: ValueError instead), the rest with `STREAM_CFLAGS`, linked with `ldflags`,
+    without -ffast-math. `used_flags` receives the step's flags the library was built with."""
     cc = cc or compiler()
     if cc is None:
         raise NativeUnavailable("the native runtime needs a C compiler (cc, gcc or clang; Debian: apt-get install gcc)")
@@ -179,12 +181,19 @@ def compile_library(out: Path, step_flags: tuple[str, ...], cc: str | None = Non
 
     try:
         proc = run(step)
+        flags = step_flags
         if proc.returncode:
             import warnings
 
-            warnings.warn(f"native runtime: {' '.join(step_flags)} refused ({proc.stderr.strip()[:300]}); "
+            why = proc.stderr.strip()[:300]
+            if strict:
+                raise ValueError(f"{cc} refuses {' '.join(step_flags)} for the library ({why})")
+            warnings.warn(f"native runtime: {' '.join(step_flags)} refused ({why}); "
                           f"building with {' '.join(CFLAGS_PORTABLE)}", RuntimeWarning, stacklevel=3)
+            flags = CFLAGS_PORTABLE
             cmds.insert(0, [cc, *CFLAGS_PORTABLE, "-c", "-o", str(obj), str(SOURCE)])
+        if used_flags is not None:
+            used_flags[:] = flags
         for cmd in cmds:
             proc = run(cmd)
             if proc.returncode:
