@@ -13,5 +13,6 @@ setup: $(STAMP)
 demo: $(STAMP)
 	.venv/bin/distilface demo --out runs/demo
 
+# One worker per core; a file's tests stay on one worker, so its module fixtures are built once.
 test: $(STAMP)
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n auto --dist loadfile
