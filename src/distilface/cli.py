@@ -318,7 +318,8 @@ def _stream(a: argparse.Namespace) -> None:
                        livelink_subject=a.livelink_subject,
                        rate_hz=a.rate, pcm_format=a.pcm_format, device=a.device, realtime=a.realtime,
                        chunk_ms=a.chunk_ms, ws_max_message_bytes=a.ws_max_bytes, ws_queue_messages=a.ws_queue,
-                       ws_origins=tuple(a.ws_origin) if a.ws_origin else None, wait_viewers=a.wait_viewers)
+                       ws_origins=tuple(a.ws_origin) if a.ws_origin else None, wait_viewers=a.wait_viewers,
+                       priority=a.priority)
     path = resolve_model(a.model)
     if path.suffix not in (".onnx", ".npz", ".dfn"):  # an ONNX or native export streams without torch
         import torch
@@ -649,6 +650,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--livelink-port", type=int, default=11111, help="Live Link Face port (11111: Unreal's default)")
     st.add_argument("--livelink-subject", default="DistilFace", help="subject name shown in Unreal's Live Link panel")
     st.add_argument("--threads", type=_threads, default=None, help="torch / onnxruntime threads")
+    st.add_argument("--priority", default="normal", choices=["normal", "high", "realtime"],
+                    help="of the threads from audio to frames: high (nice -10) or realtime (SCHED_FIFO, Linux) keeps "
+                         "the p99 latency near the idle one when every core is busy; needs root or CAP_SYS_NICE "
+                         "(docs/stream.md)")
     st.set_defaults(func=_stream)
 
     vw = sub.add_parser("view", help="the face in a browser (three.js): a clip and its curves, a live stream, or the "

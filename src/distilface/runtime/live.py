@@ -38,6 +38,7 @@ import numpy as np
 
 from distilface.audio import SAMPLE_RATE_HZ, check_rate
 from distilface.fileio import check_output
+from distilface.runtime.priority import PRIORITIES, set_priority
 from distilface.runtime.sinks import (LIVE_LINK_PORT, OSC_NAME_STYLES, VMC_PORT, CsvOutput, Frame, LiveLinkOutput,
                                       NdjsonOutput, OscOutput, Output, StreamInfo, WsFramesOutput)
 from distilface.runtime.sources import (CHUNK_MS, PCM_FORMATS, AudioChunk, Event, FileSource, MicSource,
@@ -87,6 +88,7 @@ class StreamConfig:
     wait_viewers: int = 0  # start the input once this many frames viewers are connected
     underrun_ms: float = 100.0  # audio this much later than real time is logged as an under-run
     drain_s: float = 1.0  # at the end, how long viewers may take to get their queued frames
+    priority: str = "normal"  # normal | high | realtime: of the loop and model threads (runtime/priority.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outputs", tuple(self.outputs))
@@ -111,6 +113,8 @@ class StreamConfig:
         for name in ("ws_port", "osc_port", "livelink_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ValueError(f"{name} {getattr(self, name)} is not a port")
+        if self.priority not in PRIORITIES:
+            raise ValueError(f"--priority {self.priority!r}: expected {', '.join(PRIORITIES)}")
         if not self.chunk_ms > 0 or min(self.queue_chunks, self.ws_max_message_bytes, self.ws_queue_messages) < 1:
             raise ValueError("stream: chunk_ms, queue_chunks, ws_max_message_bytes and ws_queue_messages "
                              "must be positive")
@@ -228,6 +232,7 @@ class LiveStream:
         self.streams = 0  # started so far
         self.frames_total = 0
         self.underruns = 0
+        self.priority = "normal"  # the loop thread's scheduling once run() set it, in words
         self._animator: StreamingAnimator | None = None
         self._info: StreamInfo | None = None
         self._frames = 0  # of the current stream
@@ -273,6 +278,9 @@ class LiveStream:
 
     # -- the loop ------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
+        # Before any thread is started from here (the model's, the input's): they inherit it.
+        self.priority = set_priority(self.cfg.priority)
+        logger.info("stream threads at %s", self.priority)
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if self._stop_early:
@@ -446,7 +454,7 @@ class LiveStream:
                            "p99": round(_quantile(lat, 0.99), 3) if lat else None,
                            "max": round(lat[-1], 3) if lat else None},
             "outputs": {spec: o.stats() for spec, o in zip(self.cfg.outputs, self.outputs)},
-            "interrupted": self.interrupted}
+            "interrupted": self.interrupted, "priority": self.priority}
         if self.ws_port is not None:
             out["ws"] = f"{self.bound_host}:{self.ws_port}"
         for key in ("dropped_blocks", "overflows", "refused", "closed_with_error"):
@@ -545,7 +553,7 @@ class StreamThread:
 
 def loopback_latency(model: Any, seconds: float = 10.0, fps: float = 30.0, smooth: Any = None,
                      chunk_ms: float = 10.0, host: str = "127.0.0.1",
-                     audio: np.ndarray | None = None) -> dict[str, Any]:
+                     audio: np.ndarray | None = None, priority: str = "normal") -> dict[str, Any]:
     """End-to-end latency of the live server over real sockets, in this process.
 
     Starts `LiveStream` (input ws, output ws) on `host` at a free port on its own thread, connects a
@@ -562,10 +570,12 @@ def loopback_latency(model: Any, seconds: float = 10.0, fps: float = 30.0, smoot
     its frame on screen is about future_ms + chunk_ms + the measured latency. Frames completed only
     by the end of the stream are left out.
 
+    priority: the server's threads' (`StreamConfig.priority`); the sender and viewer stay as they are.
     model: a torch student, `OrtModel`, a smoothed one, or a checkpoint path / shipped name.
     smooth: smoothing weights (tuple, or text as for --smooth). -> {"frames", "median_ms",
     "p99_ms", "max_ms", "mean_ms", "future_ms", "chunk_ms", "fps", "seconds", "smooth", "dropped",
-    "underruns"}.
+    "underruns", "priority", "server_ms": the server's own share, from a chunk's arrival to its
+    frames' dispatch ({"median", "p99", "max"}, as `stream` reports it)}.
     """
     from websockets.sync.client import connect
 
@@ -591,7 +601,7 @@ def loopback_latency(model: Any, seconds: float = 10.0, fps: float = 30.0, smoot
         audio = looped(load_audio(EXAMPLE_AUDIO), max(seconds, 1 / SAMPLE_RATE_HZ))
     x = np.asarray(audio, np.float32)
     cfg = StreamConfig(input="ws", outputs=("ws",), fps=fps, host=host, ws_port=0, chunk_ms=chunk_ms,
-                       ws_queue_messages=1024)
+                       ws_queue_messages=1024, priority=priority)
     live = LiveStream(model, cfg)
     n_chunk = chunk_samples(SAMPLE_RATE_HZ, chunk_ms)
     starts = range(0, len(x), n_chunk)
@@ -642,4 +652,5 @@ def loopback_latency(model: Any, seconds: float = 10.0, fps: float = 30.0, smoot
             "mean_ms": statistics.fmean(lat) if lat else float("nan"),
             "future_ms": lookahead * 1000 / SAMPLE_RATE_HZ, "chunk_ms": n_chunk * 1000 / SAMPLE_RATE_HZ,
             "fps": fps, "seconds": len(x) / SAMPLE_RATE_HZ, "smooth": list(weights) if weights else None,
-            "dropped": stats["outputs"]["ws"]["dropped"], "underruns": stats["underruns"]}
+            "dropped": stats["outputs"]["ws"]["dropped"], "underruns": stats["underruns"],
+            "priority": stats["priority"], "server_ms": stats["latency_ms"]}
