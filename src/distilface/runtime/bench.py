@@ -489,10 +489,15 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     ms = result["models"]
-    fig, axes = plt.subplots(1, len(ms), figsize=(5.5 * len(ms), 3.6), squeeze=False)
-    for ax, m in zip(axes[0], ms):
+    cols = min(2, len(ms))  # two panels a row: four models side by side were too small to read
+    rows = -(-len(ms) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(ms):]:
+        ax.set_visible(False)
+    for ax, m in zip(axes.flat, ms):
         labels = [f"{r['runtime']}\n{r['graph']}" for r in m["cost"]]
         med = [r["median_ms"] for r in m["cost"]]
         p99 = [r["p99_ms"] for r in m["cost"]]
@@ -504,6 +509,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ax.set_yticks(y, labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.5, 1, 2 rather than 5x10^-1
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("CPU ms per frame, 1 thread (bar: median)")
         ax.set_title(m["model"], fontsize=10)
         ax.legend(fontsize=8, loc="lower right")
