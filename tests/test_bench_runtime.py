@@ -49,6 +49,37 @@ def test_stream_timing_pushes_one_frame_per_push_and_wraps():
     assert want < 50  # the clip alone is too short: the loop restarted the stream
 
 
+def test_stream_start_is_the_worst_of_a_fresh_streams_first_frames(monkeypatch):
+    import distilface.runtime.bench as bench
+
+    calls = []
+
+    def fake(model, clip, fps, frames, cold=False):  # a fresh stream per call: its first frames' times
+        calls.append(frames)
+        return [1.0, 9.0 + len(calls), 2.0][:frames] + [1.0] * (frames - 3)
+
+    monkeypatch.setattr(bench, "stream_frame_times_ms", fake)
+    # worst frames of 5 streams: 10, 11, 12, 13, 14 -> median 12
+    assert bench.stream_start_ms(None, None, 30.0) == 12.0
+    assert calls == [bench.START_FRAMES] * bench.START_STREAMS
+
+
+def test_a_streams_first_frames_run_whole_windows():
+    # Why the start is timed apart: counted, not timed. At 30 fps the first frame of each of the
+    # 3 phases encodes its whole window (W steps and more), a later frame 5 steps.
+    model = tiny()
+    clip = load_audio(EXAMPLE_AUDIO)
+    stream = StreamingAnimator(model, 30.0)
+    hop, steps, done = round(SAMPLE_RATE_HZ / 30), [], 0
+    with torch.inference_mode():
+        for i in range(0, len(clip) - hop, hop):
+            if len(stream.push(clip[i: i + hop])):
+                steps.append(stream.stats["encoder_steps"] - done)
+            done = stream.stats["encoder_steps"]
+    w = stream.geometry.steps_per_window
+    assert min(steps[:3]) >= w and steps[3:] == [5] * len(steps[3:])
+
+
 def test_window_timing_times_each_window():
     calls = []
     times = window_times_ms(lambda w: calls.append(w.shape), np.zeros(20_000, np.float32), 8192, 7, 30.0)
@@ -170,6 +201,9 @@ def test_bench_runtime_cli_on_a_tiny_checkpoint(tmp_path, grid):
     assert cold == {("onnxruntime", "streaming"), ("onnxruntime int8", "streaming"), ("native", "streaming")}
     for k in cold:
         assert 0 < cost[k]["cold_median_ms"] <= cost[k]["cold_p99_ms"]
+    # the start of a fresh stream, timed for every streaming runtime but the WebAssembly row
+    assert {k for k, c in cost.items() if "start_ms" in c} == {
+        (rt, "streaming") for rt in ("torch", "onnxruntime", "onnxruntime int8", "native")}
     for o in m["offline"]:
         assert o["audio_s"] == 3.0 and o["frames"] == num_frames(3.0, 30.0)
         assert o["rtf"] == pytest.approx(o["audio_s"] / o["compute_s"])

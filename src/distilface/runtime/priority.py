@@ -28,7 +28,8 @@ NICE_HIGH = -10
 FIFO_PRIORITY = 10  # above normal threads, below audio servers (PipeWire and JACK use 70-95)
 
 _HOW = ("needs the right to raise priority: run as root, give the Python binary CAP_SYS_NICE "
-        "(setcap cap_sys_nice+ep), or allow it in /etc/security/limits.conf ({limit})")
+        "(setcap cap_sys_nice+ep), or allow it in /etc/security/limits.conf (a line `USER - {limit}`, "
+        "then log in again)")
 
 
 def set_priority(level: str) -> str:
