@@ -101,7 +101,7 @@ for level in ("high", "realtime"):
     assert "CAP_SYS_NICE" in lines[1] and "rtprio 10" in lines[1]
 
 
-def _stream_cli(tmp_path, priority, prefix="", runner=()):
+def _stream_cli(tmp_path, priority, prefix="", runner=(), outputs=("ndjson",)):
     from distilface.audio import write_audio
     from distilface.checkpoint import save_checkpoint
     from test_stream import MODEL, noise
@@ -111,7 +111,7 @@ def _stream_cli(tmp_path, priority, prefix="", runner=()):
     code = prefix + "\nimport sys\nfrom distilface.cli import main\nmain(sys.argv[1:])"
     return subprocess.run([*runner, sys.executable, "-c", code, "stream", "--input", f"wav:{tmp_path / 'a.wav'}",
                            "--no-realtime", "--model", str(tmp_path / "tiny.pt"), "--runtime", "torch",
-                           "--priority", priority], capture_output=True, text=True, timeout=120,
+                           "--priority", priority, *[x for o in outputs for x in ("--output", o)]], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
 
 
@@ -123,8 +123,10 @@ def test_cli_streams_at_the_priority_or_refuses_in_one_line(tmp_path):
         stats = json.loads(ok.stderr.split("stream: ", 1)[1].splitlines()[0])
         assert stats["priority"] == f"SCHED_FIFO {FIFO_PRIORITY}" and stats["frames"] == 15
         assert len(ok.stdout.splitlines()) == 15  # the frames, as without --priority
-    refused = _stream_cli(tmp_path, "realtime", prefix=UNPRIVILEGED, runner=unprivileged())
+    refused = _stream_cli(tmp_path, "realtime", prefix=UNPRIVILEGED, runner=unprivileged(),
+                          outputs=("ndjson", f"csv:{tmp_path / 'out.csv'}"))
     assert refused.returncode == 1 and refused.stdout == ""
+    assert not list(tmp_path.glob("out.csv*"))  # no CSV, no .part left behind
     assert refused.stderr.strip().splitlines() == [refused.stderr.strip()]  # one line, no traceback
     assert refused.stderr.startswith("distilface stream: --priority realtime (SCHED_FIFO 10) needs the right")
     bad = _stream_cli(tmp_path, "fast")

@@ -278,9 +278,6 @@ class LiveStream:
 
     # -- the loop ------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
-        # Before any thread is started from here (the model's, the input's): they inherit it.
-        self.priority = set_priority(self.cfg.priority)
-        logger.info("stream threads at %s", self.priority)
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if self._stop_early:
@@ -288,6 +285,10 @@ class LiveStream:
         self._queue = asyncio.Queue(self.cfg.queue_chunks)
         source_task = consumer = None
         try:
+            # Before any thread is started from here (the model's, the input's): they inherit it.
+            # A refusal still closes the outputs' sockets (finally).
+            self.priority = set_priority(self.cfg.priority)
+            logger.info("stream threads at %s", self.priority)
             if self.cfg.uses_ws:
                 await self._serve()
             await self._loop.run_in_executor(self._pool, self._warm_up)
