@@ -64,22 +64,6 @@ def test_stream_start_is_the_worst_of_a_fresh_streams_first_frames(monkeypatch):
     assert calls == [bench.START_FRAMES] * bench.START_STREAMS
 
 
-def test_a_streams_first_frames_run_whole_windows():
-    # Why the start is timed apart: counted, not timed. At 30 fps the first frame of each of the
-    # 3 phases encodes its whole window (W steps and more), a later frame 5 steps.
-    model = tiny()
-    clip = load_audio(EXAMPLE_AUDIO)
-    stream = StreamingAnimator(model, 30.0)
-    hop, steps, done = round(SAMPLE_RATE_HZ / 30), [], 0
-    with torch.inference_mode():
-        for i in range(0, len(clip) - hop, hop):
-            if len(stream.push(clip[i: i + hop])):
-                steps.append(stream.stats["encoder_steps"] - done)
-            done = stream.stats["encoder_steps"]
-    w = stream.geometry.steps_per_window
-    assert min(steps[:3]) >= w and steps[3:] == [5] * len(steps[3:])
-
-
 def test_window_timing_times_each_window():
     calls = []
     times = window_times_ms(lambda w: calls.append(w.shape), np.zeros(20_000, np.float32), 8192, 7, 30.0)

@@ -113,6 +113,33 @@ def test_cost_per_frame_is_a_fraction_of_a_window():
     assert smooth.stats["windows"] < 2.2 * n  # t + 1/60 s is often the next frame's t: computed once
 
 
+@pytest.mark.parametrize("grid", [1, 80])
+def test_the_start_of_a_stream_costs_about_what_later_frames_do(grid):
+    """While the look-ahead fills, each phase encodes its first window's steps as their audio comes
+    (in proportion to the audio pushed), so no push of the start encodes a whole window: counted
+    push by push, in Python and in the C bookkeeping (which must do the same work)."""
+    from distilface.runtime.native import NativeModel
+
+    model = GRID if grid == 80 else MODEL
+    runs = {}
+    for name, m in (("python", model), ("c", NativeModel.from_student(model))):
+        s, steps, done = StreamingAnimator(m, 30.0), [], 0
+        for i in range(0, 533 * 24, 533):  # one 30 fps frame of audio per push, as a game loop
+            frames = len(s.push(AUDIO[i: i + 533]))
+            steps.append((frames, s.stats["encoder_steps"] - done))
+            done = s.stats["encoder_steps"]
+        runs[name] = steps
+    assert runs["python"] == runs["c"]
+    g = StreamingAnimator(model, 30.0)
+    w = g.geometry.cache_steps + 1
+    phases = 1 if grid == 80 else 3
+    budget = -(-533 * phases * (w - 1) // g.lookahead_samples)  # a push's share of the start's steps
+    steady = max(n for f, n in runs["python"][-8:])  # a frame's steps once streaming: 5 (exact), 6-7 (grid)
+    assert steady == (5 if grid == 1 else 7)
+    assert max(n for _, n in runs["python"]) <= budget < w  # without the prefill: a whole window and more
+    assert all(n <= steady for f, n in runs["python"] if f)  # a frame's push never does more than a later one
+
+
 GRID = tiny(frame_grid_samples=80)  # the same weights as MODEL; one dense sequence for all frames
 
 

@@ -11,7 +11,9 @@ stride (a *phase*) share their feature steps. Per phase the animator keeps the l
 `steps_per_window - 1` feature steps (the *cache*, (C, W - 1)) and the first step of the last
 window it ran; a new frame of that phase needs only the encoder steps past the cache and one
 head pass. At 30 fps the frame starts fall on 3 phases, each frame 5 steps after the previous one
-of its phase: 5 encoder steps + 1 head per frame instead of 25 + 1 for a whole window.
+of its phase: 5 encoder steps + 1 head per frame instead of 25 + 1 for a whole window. A phase's
+first window has nothing cached; while the look-ahead fills, its steps are encoded a push's share
+at a time (`_prefill`), so the start of a stream costs about what later frames do.
 
 On a frame grid (`StreamGeometry.grid_samples`, `StudentConfig.frame_grid_samples`) frame times
 are rounded to multiples of the grid; with a dense encoder (`StreamGeometry.hop_samples` = the
@@ -146,10 +148,17 @@ class Smoothed:
             raise ValueError(f"smoothing weights must be three non-negative numbers summing to 1, got {self.weights}")
 
 
+# While the look-ahead fills, each phase due among a stream's first PREFILL_FRAMES frames encodes
+# its steps as their audio arrives, not all at its first window: that window would otherwise
+# encode a whole window in one push, 2-10 times a later frame's cost (docs/performance.md, "At a
+# glance"). Bounded to the stream's start, so that steady streaming makes no extra calls.
+PREFILL_FRAMES = 8
+
+
 @dataclass
 class _Phase:
-    first: int  # encoder step where the last window run in this phase starts
-    pred: np.ndarray  # (out,) its frame
+    first: int  # encoder step where the last window run in this phase starts (or would: prefill)
+    pred: np.ndarray | None  # (out,) its frame; None while only prefilled (no window run yet)
     cache: np.ndarray  # (C, W - 1) feature steps first + 1 .. first + W - 1
 
 
@@ -273,6 +282,8 @@ class StreamingAnimator:
         jobs = self._ready(final, total)
         for i in range(0, len(jobs), self._max_jobs):
             self._run(jobs[i: i + self._max_jobs])
+        if not final and self._streaming and min(self._next) < PREFILL_FRAMES:
+            self._prefill(len(x))
         out = self._emit(total)
         if final:
             self._finished = True
@@ -353,6 +364,33 @@ class StreamingAnimator:
             w = self._preds[i][1]
             self._acc[k] = w * pred if k not in self._acc else self._acc[k] + w * pred
 
+    def _prefill(self, pushed: int) -> None:
+        """Encode, for the phases whose first window starts within the audio received so far,
+        steps whose audio is complete, never a window's last (that window's own call), at most
+        `pushed` samples' share of them: the steps still to encode before those windows, spread
+        over the look-ahead's audio, so that each push of the start costs about the same. The
+        earliest window's phase goes first. The state then reads as if a window ending at the
+        last step encoded had run (`_Phase.first` W - 1 steps before it, no prediction), so the
+        window finds its earlier steps cached."""
+        g = self.geometry
+        w = g.cache_steps + 1
+        firsts: dict[int, int] = {}  # phase -> first step of its earliest window not run
+        for i, k in enumerate(self._next):
+            while (s := self._start(k, i)) < self._n:
+                phase = s % g.hop_samples
+                st = self._phases.get(phase)
+                if st is None or st.pred is None:
+                    firsts[phase] = min(firsts.get(phase, (s - phase) // g.hop_samples), (s - phase) // g.hop_samples)
+                k += 1
+        budget = -(-pushed * len(firsts) * (w - 1) // max(self.lookahead_samples, 1))  # ceil
+        for phase, first in sorted(firsts.items(), key=lambda pf: pf[1] * g.hop_samples + pf[0]):
+            st = self._phases.get(phase)
+            done = st.first + w - 1 if st is not None else first - 1  # the last step encoded
+            last = min((self._n - phase - g.receptive_samples) // g.hop_samples, first + w - 2, done + budget)
+            if last > done:
+                self._phase_call(phase, st, [first], last)
+                budget -= last - done
+
     def _run_phase(self, phase: int, firsts: list[int]) -> dict[int, np.ndarray]:
         """Frames of windows starting at sequence steps `firsts` (ascending) of one phase."""
         g = self.geometry
@@ -361,24 +399,30 @@ class StreamingAnimator:
         got: dict[int, np.ndarray] = {}
         if st is not None and firsts[0] < st.first:
             raise AssertionError(f"stream: phase {phase} went back from step {st.first} to {firsts[0]}")
-        if st is not None and firsts[0] == st.first:  # the same window as last time
+        if st is not None and st.pred is not None and firsts[0] == st.first:  # the same window as last time
             got[st.first] = st.pred
             firsts = firsts[1:]
         if not firsts:
             return got
-        r = g.tail_steps
+        got.update(zip(firsts, self._phase_call(phase, st, firsts, firsts[-1] + w - 1)))
+        return got
+
+    def _phase_call(self, phase: int, st: "_Phase | None", firsts: list[int], new_to: int) -> np.ndarray:
+        """One `phase_step` that encodes up to step `new_to` and runs the windows at `firsts`
+        (none when `new_to` ends before the last window's last step: a prefill) -> their frames."""
+        g = self.geometry
+        w, r = g.cache_steps + 1, g.tail_steps
         if st is not None and firsts[0] <= st.first + w:  # new steps follow the cache directly
             base, cache = st.first + 1, st.cache  # base: the step at index 0 of cache + new steps
             new_from, skip = base + w - 1, r  # the state's tail covers the first r hops of audio
         else:  # first window of this phase, or a gap: nothing cached is read
             base, cache = firsts[0] - (w - 1) - r, None  # r new steps before firsts[0] read zeros
             new_from, skip = firsts[0], 0
-        new_to = firsts[-1] + w - 1  # the last encoder step to compute
+        windows = firsts if new_to >= firsts[-1] + w - 1 else []
         audio = self._samples(phase + (new_from + skip) * g.hop_samples,
                               phase + new_to * g.hop_samples + g.receptive_samples)
-        out, cache = self.backend.phase_step(audio, cache, np.asarray(firsts, np.int64) - base)
+        out, cache = self.backend.phase_step(audio, cache, np.asarray(windows, np.int64) - base)
         self._stats["encoder_steps"] += new_to - new_from + 1
-        self._stats["windows"] += len(firsts)
-        self._phases[phase] = _Phase(firsts[-1], out[-1], cache)
-        got.update(zip(firsts, out))
-        return got
+        self._stats["windows"] += len(windows)
+        self._phases[phase] = _Phase(new_to - (w - 1), out[-1] if windows else None, cache)
+        return out

@@ -18,10 +18,12 @@
 #define SAMPLE_RATE_HZ 16000
 #define MAX_PREDS 3
 #define RESAMPLE_BLOCK 4096  /* samples per piece, into the resampler and out of it: bounded memory for any push */
+#define PREFILL_FRAMES 8     /* phases due among a stream's first frames encode while the look-ahead fills */
 
 typedef struct {
-    int64_t first;        /* sequence step where the last window run in this phase starts */
+    int64_t first;        /* sequence step where the last window run in this phase starts (or would: prefill) */
     float *pred;          /* (outputs) that window's frame */
+    int has_pred;         /* 0 while only prefilled: no window run yet */
     float *cache, *spare; /* (S + R, cp) the state, and where the next call writes its own */
 } df_phase;
 
@@ -204,27 +206,22 @@ static int samples(const df_stream *s, int64_t lo, int64_t hi, float *dst) {
     return 0;
 }
 
-/* Frames of windows starting at sequence steps firsts[0..nf) (ascending, distinct) of one phase,
- * into preds (nf rows): `StreamingAnimator._run_phase`. */
-static int run_phase(df_stream *s, int64_t phase, const int64_t *firsts, int nf, float *preds) {
+/* One df_step on a phase: encodes up to sequence step new_to and runs the nf windows at firsts
+ * (nf 0: a prefill; first0 then the phase's first window to come), into preds (nf rows):
+ * `StreamingAnimator._phase_call`. */
+static int phase_call(df_stream *s, int64_t phase, int64_t first0, const int64_t *firsts, int nf,
+                      int64_t new_to, float *preds) {
     const df_net *net = s->net;
     const int outputs = net->outputs, R = net->tail_steps;
     const int64_t w = net->cache_steps + 1;
     df_phase *st = s->phases[phase];
-    if (st && firsts[0] < st->first) return DF_ERR_STATE;
-    if (st && firsts[0] == st->first) {  /* the same window as last time */
-        memcpy(preds, st->pred, sizeof(float) * outputs);
-        firsts++; preds += outputs; nf--;
-    }
-    if (nf == 0) return 0;
     int64_t base, new_from, skip;
     const float *cache;
-    if (st && firsts[0] <= st->first + w) {  /* new steps follow the cache directly */
+    if (st && first0 <= st->first + w) {  /* new steps follow the cache directly */
         base = st->first + 1; cache = st->cache; new_from = base + w - 1; skip = R;
     } else {  /* first window of this phase, or a gap: nothing cached is read */
-        base = firsts[0] - (w - 1) - R; cache = s->zeros; new_from = firsts[0]; skip = 0;
+        base = first0 - (w - 1) - R; cache = s->zeros; new_from = first0; skip = 0;
     }
-    const int64_t new_to = firsts[nf - 1] + w - 1;
     const int64_t lo = phase + (new_from + skip) * s->hop, hi = phase + new_to * s->hop + s->receptive;
     if (!st) {
         st = calloc(1, sizeof *st);
@@ -240,20 +237,82 @@ static int run_phase(df_stream *s, int64_t phase, const int64_t *firsts, int nf,
         s->stats[2]++;
     }
     float *audio = malloc(sizeof(float) * (size_t)(hi - lo));
-    int64_t *frames = malloc(sizeof(int64_t) * (size_t)nf);
+    int64_t *frames = malloc(sizeof(int64_t) * (size_t)(nf + 1));
     int r = (audio && frames) ? samples(s, lo, hi, audio) : DF_ERR_MEMORY;
     if (r == 0) {
         for (int j = 0; j < nf; j++) frames[j] = firsts[j] - base;
-        r = df_step(net, audio, (int)(hi - lo), cache, frames, nf, preds, st->spare);
+        r = df_step(net, audio, (int)(hi - lo), cache, frames, nf, nf ? preds : st->pred, st->spare);
     }
     free(audio); free(frames);
     if (r < 0) return r;
     float *t = st->cache; st->cache = st->spare; st->spare = t;
-    st->first = firsts[nf - 1];
-    memcpy(st->pred, preds + (size_t)(nf - 1) * outputs, sizeof(float) * outputs);
+    st->first = new_to - (w - 1);
+    if (nf) memcpy(st->pred, preds + (size_t)(nf - 1) * outputs, sizeof(float) * outputs);
+    st->has_pred = st->has_pred || nf > 0;
     s->stats[0] += new_to - new_from + 1;
     s->stats[1] += nf;
     return 0;
+}
+
+/* Frames of windows starting at sequence steps firsts[0..nf) (ascending, distinct) of one phase,
+ * into preds (nf rows): `StreamingAnimator._run_phase`. */
+static int run_phase(df_stream *s, int64_t phase, const int64_t *firsts, int nf, float *preds) {
+    const int outputs = s->net->outputs;
+    const int64_t w = s->net->cache_steps + 1;
+    df_phase *st = s->phases[phase];
+    if (st && firsts[0] < st->first) return DF_ERR_STATE;
+    if (st && st->has_pred && firsts[0] == st->first) {  /* the same window as last time */
+        memcpy(preds, st->pred, sizeof(float) * outputs);
+        firsts++; preds += outputs; nf--;
+    }
+    if (nf == 0) return 0;
+    return phase_call(s, phase, firsts[0], firsts, nf, firsts[nf - 1] + w - 1, preds);
+}
+
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+/* While the look-ahead fills: the phases whose first window starts within the audio so far
+ * encode steps whose audio is complete, never a window's last, at most n_pushed samples' share of
+ * them, the earliest window's phase first (`StreamingAnimator._prefill`). */
+static int prefill(df_stream *s, int64_t n_pushed) {
+    const int64_t w = s->net->cache_steps + 1;
+    int64_t *first = malloc(sizeof(int64_t) * (size_t)s->hop);
+    if (!first) return DF_ERR_MEMORY;
+    int64_t pending = 0;
+    for (int64_t p = 0; p < s->hop; p++) first[p] = INT64_MAX;
+    for (int i = 0; i < s->n_preds; i++) {
+        int64_t st;
+        for (int64_t k = s->next[i]; (st = start_of(s, k, i)) < s->n; k++) {
+            const int64_t phase = mod_hop(s, st), step = (st - phase) / s->hop;
+            const df_phase *ph = s->phases[phase];
+            if ((!ph || !ph->has_pred) && step < first[phase]) {
+                pending += first[phase] == INT64_MAX;
+                first[phase] = step;
+            }
+        }
+    }
+    int64_t lookahead = s->offset[s->n_preds - 1] + s->span - s->past;
+    if (lookahead < 1) lookahead = 1;
+    int64_t budget = (n_pushed * pending * (w - 1) + lookahead - 1) / lookahead;  /* ceil */
+    int r = 0;
+    while (budget > 0 && r == 0) {  /* the phase of the earliest window first */
+        int64_t p = -1;
+        for (int64_t q = 0; q < s->hop; q++)
+            if (first[q] != INT64_MAX && (p < 0 || first[q] * s->hop + q < first[p] * s->hop + p)) p = q;
+        if (p < 0) break;
+        const df_phase *ph = s->phases[p];
+        const int64_t done = ph ? ph->first + w - 1 : first[p] - 1;  /* the last step encoded */
+        int64_t last = floor_div(s->n - p - s->receptive, s->hop);
+        if (last > first[p] + w - 2) last = first[p] + w - 2;
+        if (last > done + budget) last = done + budget;
+        if (last > done) {
+            r = phase_call(s, p, first[p], NULL, 0, last, NULL);
+            budget -= last - done;
+        }
+        first[p] = INT64_MAX;
+    }
+    free(first);
+    return r;
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -348,6 +407,9 @@ static int64_t push16(df_stream *s, const float *audio, int64_t n, int final, fl
         r = run_jobs(s, jobs + 3 * j, (njobs - j < s->max_jobs) ? njobs - j : s->max_jobs);
     free(jobs);
     if (r < 0) return r;
+    int64_t oldest = INT64_MAX;
+    for (int i = 0; i < s->n_preds; i++) oldest = s->next[i] < oldest ? s->next[i] : oldest;
+    if (!final && oldest < PREFILL_FRAMES && (r = prefill(s, n)) < 0) return r;
     int64_t end = total;  /* frames below have all their predictions */
     for (int i = 0; i < s->n_preds; i++) end = s->next[i] < end ? s->next[i] : end;
     int64_t count = end > s->emitted ? end - s->emitted : 0;
