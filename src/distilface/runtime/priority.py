@@ -1,8 +1,9 @@
 """Scheduling priority of the live stream's threads (`distilface stream --priority`).
 
-On an idle machine a frame leaves the server 1-3 ms after its audio arrived; with every core busy
-(a game, a browser, a build beside it) the p99 grows to 6-9 ms because the frame waits for a time
-slice, not for the model (docs/performance.md, "Latency with every core busy"). Raising the
+On an idle machine the server's own share of a frame's latency (audio arrived to frame sent) has a
+p99 of about 1 ms; with every core busy (a game, a browser, a build beside it) it grew to 5.7-6.3
+ms because the frame waited for a time slice, not for the model (docs/performance.md, "Latency
+with every core busy"; raised, 0.8-2.3 ms). Raising the
 priority of the threads that carry audio to frames is how audio software answers that:
 
     normal    as started;

@@ -380,7 +380,8 @@ class StreamingAnimator:
                 phase = s % g.hop_samples
                 st = self._phases.get(phase)
                 if st is None or st.pred is None:
-                    firsts[phase] = min(firsts.get(phase, (s - phase) // g.hop_samples), (s - phase) // g.hop_samples)
+                    step = (s - phase) // g.hop_samples
+                    firsts[phase] = min(firsts.get(phase, step), step)
                 k += 1
         budget = -(-pushed * len(firsts) * (w - 1) // max(self.lookahead_samples, 1))  # ceil
         for phase, first in sorted(firsts.items(), key=lambda pf: pf[1] * g.hop_samples + pf[0]):
