@@ -113,14 +113,17 @@ def test_cost_per_frame_is_a_fraction_of_a_window():
     assert smooth.stats["windows"] < 2.2 * n  # t + 1/60 s is often the next frame's t: computed once
 
 
-@pytest.mark.parametrize("grid", [1, 80])
-def test_the_start_of_a_stream_costs_about_what_later_frames_do(grid):
-    """While the look-ahead fills, each phase encodes its first window's steps as their audio comes
-    (in proportion to the audio pushed), so no push of the start encodes a whole window: counted
+@pytest.mark.parametrize("grid,future_ms", [(1, 256.0), (80, 256.0), (1, 64.0)])
+def test_the_start_of_a_stream_costs_about_what_later_frames_do(grid, future_ms):
+    """A phase starts from the state of silence, so the steps of its first window that read only
+    the silence before the stream are never encoded; the rest are encoded as their audio comes
+    while the look-ahead fills (a push's share), so no push of the start encodes a whole window,
+    even with a short look-ahead (64 ms: 22 of the first window's 25 steps read silence). Counted
     push by push, in Python and in the C bookkeeping (which must do the same work)."""
     from distilface.runtime.native import NativeModel
+    from distilface.runtime.streaming import last_silent_step
 
-    model = GRID if grid == 80 else MODEL
+    model = GRID if grid == 80 else MODEL if future_ms == 256.0 else SHORT
     runs = {}
     for name, m in (("python", model), ("c", NativeModel.from_student(model))):
         s, steps, done = StreamingAnimator(m, 30.0), [], 0
@@ -133,13 +136,23 @@ def test_the_start_of_a_stream_costs_about_what_later_frames_do(grid):
     g = StreamingAnimator(model, 30.0)
     w = g.geometry.cache_steps + 1
     phases = 1 if grid == 80 else 3
+    # the steps of each phase's first window that read audio, as many as the hand count says
+    starts = [g._start(k, 0) for k in range(phases)]
+    silent = [last_silent_step(g.geometry, s % g.geometry.hop_samples) - (s - s % g.geometry.hop_samples)
+              // g.geometry.hop_samples + 1 for s in starts]
+    assert silent == {(1, 256.0): [12, 10, 9], (80, 256.0): [47], (1, 64.0): [22, 20, 18]}[grid, future_ms]
     budget = -(-533 * phases * (w - 1) // g.lookahead_samples)  # a push's share of the start's steps
     steady = max(n for f, n in runs["python"][-8:])  # a frame's steps once streaming: 5 (exact), 6-7 (grid)
     assert steady == (5 if grid == 1 else 7)
-    assert max(n for _, n in runs["python"]) <= budget < w  # without the prefill: a whole window and more
+    assert max(n for _, n in runs["python"]) <= min(budget, 2 * steady) < w  # never a whole window
     assert all(n <= steady for f, n in runs["python"] if f)  # a frame's push never does more than a later one
+    # all the work of the first frames: each phase's steps past its silence, then 5 a frame (exact times)
+    first = sum(n for _, n in runs["python"][: (g.lookahead_samples + 2 * 533) // 533 + 1])
+    if grid == 1:
+        assert first <= sum(w - k for k in silent) + 5 * 3
 
 
+SHORT = tiny(future_ms=64.0)  # the low-latency geometry of c0-2-64ms: 25 steps, 57 ms look-ahead
 GRID = tiny(frame_grid_samples=80)  # the same weights as MODEL; one dense sequence for all frames
 
 

@@ -11,9 +11,15 @@ stride (a *phase*) share their feature steps. Per phase the animator keeps the l
 `steps_per_window - 1` feature steps (the *cache*, (C, W - 1)) and the first step of the last
 window it ran; a new frame of that phase needs only the encoder steps past the cache and one
 head pass. At 30 fps the frame starts fall on 3 phases, each frame 5 steps after the previous one
-of its phase: 5 encoder steps + 1 head per frame instead of 25 + 1 for a whole window. A phase's
-first window has nothing cached; while the look-ahead fills, its steps are encoded a push's share
-at a time (`_prefill`), so the start of a stream costs about what later frames do.
+of its phase: 5 encoder steps + 1 head per frame instead of 25 + 1 for a whole window.
+
+The start of a stream. A phase's first window has nothing cached, but the audio before the
+stream is silence, and an encoder step that reads only silence gives the same features wherever
+it is: the state of a phase that has encoded nothing but silence is one array per model
+(`silence_state`, computed once when the animator is made). So a phase starts from it, as if it
+had encoded every step before its first step that reads audio, and only the steps that do are
+encoded. While the look-ahead fills, those are encoded a push's share at a time (`_prefill`), so
+the start of a stream costs about what later frames do.
 
 On a frame grid (`StreamGeometry.grid_samples`, `StudentConfig.frame_grid_samples`) frame times
 are rounded to multiples of the grid; with a dense encoder (`StreamGeometry.hop_samples` = the
@@ -171,6 +177,35 @@ def as_backend(model: Any) -> Any:
     return TorchBackend(model)
 
 
+def last_silent_step(g: StreamGeometry, phase: int) -> int:
+    """The last sequence step of `phase` that reads only audio before sample 0 (silence), the
+    state's tail included (the next call's audio starts R hops after the step): `silence_state`
+    stands for any phase state whose steps up to here were encoded and no others."""
+    reach = max(g.receptive_samples, (1 + g.tail_steps) * g.hop_samples)
+    return (-phase - reach) // g.hop_samples
+
+
+def silence_state(backend: Any) -> np.ndarray:
+    """(C, S + R) the state `phase_step` leaves after encoding nothing but silence: the same for
+    every phase and step, as each step reads zeros wherever it is. One call on S + 2 R + 2 steps
+    of zeros (from no state, the first R new steps read zeros for the tail: they fall out of the
+    state), kept on the backend so that every animator of a model shares it."""
+    got = getattr(backend, "_silence_state", None)
+    if got is not None:
+        return got
+    g = backend.geometry
+    n = g.state_steps + g.tail_steps + 2
+    audio = np.zeros(g.hop_samples * (n - 1) + g.receptive_samples, np.float32)
+    _, state = backend.phase_step(audio, None, np.zeros(0, np.int64))
+    # shared by every phase of every stream: no backend writes its input state (it returns a new one)
+    state = np.ascontiguousarray(state, dtype=np.float32)
+    try:
+        backend._silence_state = state
+    except AttributeError:  # a backend with __slots__: each animator computes its own
+        pass
+    return state
+
+
 def stream_all(stream: "StreamingAnimator", audio: np.ndarray, chunk_samples: int) -> np.ndarray:
     """Push `audio` through `stream` in pieces of `chunk_samples` and end the stream: all frames."""
     step = max(int(chunk_samples), 1)
@@ -207,6 +242,7 @@ class StreamingAnimator:
         self._past = g.past_samples + offset  # of the widened window (smoothing: one offset more)
         self._streaming = bool(self.backend.streaming)
         self._max_jobs = max(int(pass_s * self.fps), 1) * len(self._preds)
+        self._silence = None  # (C, S + R) `silence_state`, for the Python bookkeeping
         self._resampler = None
         # A backend that can run this bookkeeping itself (the C runtime: `NativeModel`) does so,
         # resampling included: push then only hands the audio over. Same frames (tests/test_native.py).
@@ -216,6 +252,8 @@ class StreamingAnimator:
                                                  self.sample_rate_hz)
         elif self.sample_rate_hz != SAMPLE_RATE_HZ:
             self._resampler = StreamResampler(self.sample_rate_hz, SAMPLE_RATE_HZ)
+        if self._streaming and self._native is None:
+            self._silence = silence_state(self.backend)
         self.reset()
 
     @property
@@ -385,7 +423,9 @@ class StreamingAnimator:
                 k += 1
         budget = -(-pushed * len(firsts) * (w - 1) // max(self.lookahead_samples, 1))  # ceil
         for phase, first in sorted(firsts.items(), key=lambda pf: pf[1] * g.hop_samples + pf[0]):
-            st = self._phases.get(phase)
+            if budget <= 0:
+                break
+            st = self._state(phase, first)
             done = st.first + w - 1 if st is not None else first - 1  # the last step encoded
             last = min((self._n - phase - g.receptive_samples) // g.hop_samples, first + w - 2, done + budget)
             if last > done:
@@ -396,7 +436,7 @@ class StreamingAnimator:
         """Frames of windows starting at sequence steps `firsts` (ascending) of one phase."""
         g = self.geometry
         w = g.cache_steps + 1  # sequence steps from a window's first encoder step to its last
-        st = self._phases.get(phase)
+        st = self._state(phase, firsts[0])
         got: dict[int, np.ndarray] = {}
         if st is not None and firsts[0] < st.first:
             raise AssertionError(f"stream: phase {phase} went back from step {st.first} to {firsts[0]}")
@@ -407,6 +447,21 @@ class StreamingAnimator:
             return got
         got.update(zip(firsts, self._phase_call(phase, st, firsts, firsts[-1] + w - 1)))
         return got
+
+    def _state(self, phase: int, first: int) -> "_Phase | None":
+        """The phase's state; a phase not seen yet whose window at step `first` starts with steps
+        that read only the silence before the stream starts from `silence_state`: as if it had
+        encoded those steps and no others (the last of them at most the window's last but one)."""
+        st = self._phases.get(phase)
+        if st is not None or self._silence is None:
+            return st
+        g = self.geometry
+        w = g.cache_steps + 1
+        last = min(last_silent_step(g, phase), first + w - 2)
+        if last < first:  # no step of the window reads only silence: nothing to skip
+            return None
+        st = self._phases[phase] = _Phase(last - (w - 1), None, self._silence)
+        return st
 
     def _phase_call(self, phase: int, st: "_Phase | None", firsts: list[int], new_to: int) -> np.ndarray:
         """One `phase_step` that encodes up to step `new_to` and runs the windows at `firsts`

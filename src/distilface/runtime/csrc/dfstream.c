@@ -36,6 +36,7 @@ struct df_stream {
     float weight[MAX_PREDS];
     size_t state_floats;
     float *zeros;                      /* a zero state: the first window of a phase, or after a gap */
+    float *silence;                    /* the state after encoding only silence (`silence_state`) */
     float *buf;                        /* audio from sample buf_start on */
     int64_t buf_start, buf_len, buf_cap, n;
     int64_t next[MAX_PREDS];           /* per prediction: the next frame not yet run */
@@ -82,7 +83,7 @@ void df_stream_reset(df_stream *s) {
 void df_stream_free(df_stream *s) {
     if (!s) return;
     free_phases(s);
-    free(s->phases); free(s->zeros); free(s->buf); free(s->acc);
+    free(s->phases); free(s->zeros); free(s->silence); free(s->buf); free(s->acc);
     df_resampler_free(s->rs); free(s->rbuf); free(s->ibuf); free(s);
 }
 
@@ -161,6 +162,26 @@ const char *df_net_problem(const df_net *net, int64_t past, int64_t span, int64_
 }
 #undef CHECK
 
+/* The state after encoding nothing but silence, into s->silence (`streaming.silence_state`): the
+ * same for every phase and step. Its S feature rows are one encoder step on zeros, repeated, so
+ * one df_step on 2 R + 2 steps of zeros from the zero state makes it (its first R new steps read
+ * zeros for the tail: they end up neither in the last feature row nor in the tail), and the last
+ * feature row is copied over the others: creating a stream costs two steps, not a window. */
+static int encode_silence(df_stream *s) {
+    const df_net *net = s->net;
+    const int64_t S = net->cache_steps, n = 2 * (int64_t)net->tail_steps + 2;
+    const int64_t len = s->hop * (n - 1) + s->receptive;
+    float *audio = calloc((size_t)len, sizeof(float)), *pred = malloc(sizeof(float) * (size_t)net->outputs);
+    const int64_t none = 0;
+    int r = (audio && pred && len <= INT32_MAX) ? df_step(net, audio, (int)len, s->zeros, &none, 0, pred, s->silence)
+                                                : DF_ERR_MEMORY;
+    free(audio); free(pred);
+    if (r < 0) return r;
+    for (int64_t i = 0; i < S - 1; i++)
+        memcpy(s->silence + (size_t)i * net->cp, s->silence + (size_t)(S - 1) * net->cp, sizeof(float) * net->cp);
+    return 0;
+}
+
 df_stream *df_stream_new(const df_net *net, double fps, int64_t past, int64_t span, int64_t receptive,
                          int64_t hop, int64_t grid, int n_preds, const int64_t *offset, const float *weight,
                          int64_t max_jobs) {
@@ -176,8 +197,9 @@ df_stream *df_stream_new(const df_net *net, double fps, int64_t past, int64_t sp
     for (int i = 0; i < n_preds; i++) { s->offset[i] = offset[i]; s->weight[i] = weight[i]; }
     s->state_floats = (size_t)(net->cache_steps + net->tail_steps) * net->cp;
     s->zeros = calloc(s->state_floats + 1, sizeof(float));
+    s->silence = malloc(sizeof(float) * (s->state_floats + 1));
     s->phases = calloc((size_t)hop, sizeof(df_phase *));
-    if (!s->zeros || !s->phases) { df_stream_free(s); return NULL; }
+    if (!s->zeros || !s->silence || !s->phases || encode_silence(s) < 0) { df_stream_free(s); return NULL; }
     df_stream_reset(s);
     return s;
 }
@@ -206,6 +228,45 @@ static int samples(const df_stream *s, int64_t lo, int64_t hi, float *dst) {
     return 0;
 }
 
+/* A new phase state, counted as seen (`StreamingAnimator._phases`); NULL without memory. */
+static df_phase *new_phase(df_stream *s, int64_t phase) {
+    df_phase *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->pred = malloc(sizeof(float) * s->net->outputs);
+    st->cache = calloc(s->state_floats + 1, sizeof(float));
+    st->spare = calloc(s->state_floats + 1, sizeof(float));
+    if (!st->pred || !st->cache || !st->spare) {
+        free(st->pred); free(st->cache); free(st->spare); free(st);
+        return NULL;
+    }
+    s->phases[phase] = st;
+    s->stats[2]++;
+    return st;
+}
+
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+/* The phase's state into *out (NULL: none); a phase not seen yet whose window at step `first`
+ * starts with steps that read only the silence before the stream starts from s->silence, as if
+ * it had encoded those steps (the last at most the window's last but one) and no others
+ * (`StreamingAnimator._state`). */
+static int state_of(df_stream *s, int64_t phase, int64_t first, df_phase **out) {
+    df_phase *st = s->phases[phase];
+    *out = st;
+    if (st) return 0;
+    const int64_t w = s->net->cache_steps + 1, R = s->net->tail_steps;
+    const int64_t reach = s->receptive > (1 + R) * s->hop ? s->receptive : (1 + R) * s->hop;
+    int64_t last = floor_div(-phase - reach, s->hop);  /* `last_silent_step` */
+    if (last > first + w - 2) last = first + w - 2;
+    if (last < first) return 0;  /* no step of the window reads only silence */
+    if (!(st = new_phase(s, phase))) return DF_ERR_MEMORY;
+    memcpy(st->cache, s->silence, sizeof(float) * s->state_floats);
+    st->first = last - (w - 1);
+    st->has_pred = 0;
+    *out = st;
+    return 0;
+}
+
 /* One df_step on a phase: encodes up to sequence step new_to and runs the nf windows at firsts
  * (nf 0: a prefill; first0 then the phase's first window to come), into preds (nf rows):
  * `StreamingAnimator._phase_call`. */
@@ -223,19 +284,7 @@ static int phase_call(df_stream *s, int64_t phase, int64_t first0, const int64_t
         base = first0 - (w - 1) - R; cache = s->zeros; new_from = first0; skip = 0;
     }
     const int64_t lo = phase + (new_from + skip) * s->hop, hi = phase + new_to * s->hop + s->receptive;
-    if (!st) {
-        st = calloc(1, sizeof *st);
-        if (!st) return DF_ERR_MEMORY;
-        st->pred = malloc(sizeof(float) * outputs);
-        st->cache = calloc(s->state_floats + 1, sizeof(float));
-        st->spare = calloc(s->state_floats + 1, sizeof(float));
-        if (!st->pred || !st->cache || !st->spare) {
-            free(st->pred); free(st->cache); free(st->spare); free(st);
-            return DF_ERR_MEMORY;
-        }
-        s->phases[phase] = st;
-        s->stats[2]++;
-    }
+    if (!st && !(st = new_phase(s, phase))) return DF_ERR_MEMORY;
     float *audio = malloc(sizeof(float) * (size_t)(hi - lo));
     int64_t *frames = malloc(sizeof(int64_t) * (size_t)(nf + 1));
     int r = (audio && frames) ? samples(s, lo, hi, audio) : DF_ERR_MEMORY;
@@ -259,7 +308,9 @@ static int phase_call(df_stream *s, int64_t phase, int64_t first0, const int64_t
 static int run_phase(df_stream *s, int64_t phase, const int64_t *firsts, int nf, float *preds) {
     const int outputs = s->net->outputs;
     const int64_t w = s->net->cache_steps + 1;
-    df_phase *st = s->phases[phase];
+    df_phase *st;
+    const int r = state_of(s, phase, firsts[0], &st);
+    if (r < 0) return r;
     if (st && firsts[0] < st->first) return DF_ERR_STATE;
     if (st && st->has_pred && firsts[0] == st->first) {  /* the same window as last time */
         memcpy(preds, st->pred, sizeof(float) * outputs);
@@ -268,8 +319,6 @@ static int run_phase(df_stream *s, int64_t phase, const int64_t *firsts, int nf,
     if (nf == 0) return 0;
     return phase_call(s, phase, firsts[0], firsts, nf, firsts[nf - 1] + w - 1, preds);
 }
-
-static int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 /* While the look-ahead fills: the phases whose first window starts within the audio so far
  * encode steps whose audio is complete, never a window's last, at most n_pushed samples' share of
@@ -300,7 +349,8 @@ static int prefill(df_stream *s, int64_t n_pushed) {
         for (int64_t q = 0; q < s->hop; q++)
             if (first[q] != INT64_MAX && (p < 0 || first[q] * s->hop + q < first[p] * s->hop + p)) p = q;
         if (p < 0) break;
-        const df_phase *ph = s->phases[p];
+        df_phase *ph;
+        if ((r = state_of(s, p, first[p], &ph)) < 0) break;
         const int64_t done = ph ? ph->first + w - 1 : first[p] - 1;  /* the last step encoded */
         int64_t last = floor_div(s->n - p - s->receptive, s->hop);
         if (last > first[p] + w - 2) last = first[p] + w - 2;
