@@ -152,6 +152,32 @@ def test_the_start_of_a_stream_costs_about_what_later_frames_do(grid, future_ms)
         assert first <= sum(w - k for k in silent) + 5 * 3
 
 
+def test_a_smoothed_frame_comes_out_without_the_next_frames_window():
+    """Smoothed at 30 fps, a frame's last prediction (534 samples after its first) is ready a sample
+    after the next frame's first one (frames 533 samples apart), or is the same window. At real-time
+    pace (10 ms pushes) the push that completes a frame runs that frame's last window only; the
+    next frame's, held back, runs on the next push (`_hold_back`). Counted push by push in Python
+    and C (the same), and the frames equal offline in both."""
+    from distilface.runtime.native import NativeModel
+
+    runs = {}
+    for name, m in (("python", EnsembleSmoothed(MODEL)), ("c", NativeModel.from_student(MODEL).smoothed((0.25, 0.5, 0.25)))):
+        s, log, outs, done = StreamingAnimator(m, 30.0), [], [], 0
+        for i in range(0, len(AUDIO), 160):
+            outs.append(s.push(AUDIO[i: i + 160]))
+            log.append((len(outs[-1]), s.stats["windows"] - done))
+            done = s.stats["windows"]
+        outs.append(s.flush())
+        np.testing.assert_allclose(np.concatenate(outs), OFFLINE[30.0, True], atol=TOL, rtol=0)
+        runs[name] = log + [(len(outs[-1]), s.stats["windows"] - done)]
+    assert runs["python"] == runs["c"]
+    completing = [w for f, w in runs["python"][:-1] if f]
+    assert len(completing) > 40 and max(completing) == 1  # without holding back: 2 in two frames of three
+    whole = StreamingAnimator(EnsembleSmoothed(MODEL), 30.0)
+    whole.push(AUDIO, final=True)  # one push: nothing held back
+    assert sum(w for _, w in runs["python"]) == whole.stats["windows"]  # the same windows, each run once
+
+
 SHORT = tiny(future_ms=64.0)  # the low-latency geometry of c0-2-64ms: 25 steps, 57 ms look-ahead
 GRID = tiny(frame_grid_samples=80)  # the same weights as MODEL; one dense sequence for all frames
 

@@ -279,6 +279,7 @@ class StreamingAnimator:
         self._buf_start = 0
         self._n = 0  # 16 kHz samples received
         self._next = [0] * len(self._preds)  # per prediction: next frame not yet run
+        self._due = [0] * len(self._preds)  # per prediction: frames below were held back once (`_hold_back`)
         self._acc: dict[int, np.ndarray] = {}  # frame -> sum of its weighted predictions so far
         self._phases: dict[int, _Phase] = {}
         self._emitted = 0
@@ -318,6 +319,8 @@ class StreamingAnimator:
             self._n += len(x)
         total = num_frames(self._n / SAMPLE_RATE_HZ, self.fps)  # frames that exist so far
         jobs = self._ready(final, total)
+        if not final:
+            jobs = self._hold_back(jobs)
         for i in range(0, len(jobs), self._max_jobs):
             self._run(jobs[i: i + self._max_jobs])
         if not final and self._streaming and min(self._next) < PREFILL_FRAMES:
@@ -363,6 +366,37 @@ class StreamingAnimator:
                 return jobs
             jobs.append(best)
             self._next[best[2]] += 1
+
+    def _hold_back(self, jobs: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """The jobs to run now: in a push that completes a frame, windows of frames it does not
+        complete wait for the next push, which runs them whatever it completes (`_due`), unless a
+        window of their phase with a later start runs now (a phase's windows run in order of start).
+
+        Why: with smoothing, a frame's last prediction (534 samples after its first) is often ready
+        one sample after the next frame's first (frames 533 samples apart at 30 fps), so the push
+        that completed the frame also ran the next frame's first window before returning it: a
+        whole window more on the frame's latency. Held back, that window runs on the next push,
+        which completes no frame at real-time pace (10 ms pushes, a frame every 33 ms); where every
+        push completes a frame (a game's frame of audio per push) the work only moves by a push. The frames and the total work are unchanged;
+        with one prediction a frame (no smoothing) every ready window completes its frame."""
+        end = min(self._next)  # frames below are complete once these jobs have run
+        if end <= self._emitted:  # no frame comes out of this push: nothing to wait for
+            return jobs
+        held = [(s, k, i) for s, k, i in jobs if k >= end and k >= self._due[i]]
+        if not held:
+            return jobs
+        hop = self.geometry.hop_samples
+        run = [j for j in jobs if j[1] < end or j[1] < self._due[j[2]]]
+        latest: dict[int, int] = {}  # phase -> latest start among the windows run now
+        for s, _, _ in run:
+            latest[s % hop] = max(latest.get(s % hop, s), s)
+        if any(s < latest.get(s % hop, s) for s, _, _ in held):
+            return jobs
+        for i in range(len(self._preds)):
+            mine = [k for _, k, p in held if p == i]  # the last frames of prediction i's jobs
+            if mine:
+                self._due[i], self._next[i] = self._next[i], min(mine)
+        return run
 
     def _emit(self, total: int) -> np.ndarray:
         end = min(min(self._next), total)  # frames below have all their predictions

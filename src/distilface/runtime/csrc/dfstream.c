@@ -40,6 +40,7 @@ struct df_stream {
     float *buf;                        /* audio from sample buf_start on */
     int64_t buf_start, buf_len, buf_cap, n;
     int64_t next[MAX_PREDS];           /* per prediction: the next frame not yet run */
+    int64_t due[MAX_PREDS];            /* per prediction: frames below were held back once (hold_back) */
     float *acc;                        /* frames emitted.. emitted + acc_rows - 1: weighted sums */
     int64_t acc_rows, emitted;
     df_phase **phases;                 /* by phase (window start modulo hop), NULL until seen */
@@ -71,7 +72,7 @@ void df_stream_reset(df_stream *s) {
     if (!s) return;
     free_phases(s);
     s->buf_start = s->buf_len = s->n = 0;
-    for (int i = 0; i < MAX_PREDS; i++) s->next[i] = 0;
+    for (int i = 0; i < MAX_PREDS; i++) s->next[i] = s->due[i] = 0;
     if (s->acc) memset(s->acc, 0, sizeof(float) * (size_t)s->acc_rows * s->net->outputs);
     s->emitted = 0;
     s->finished = s->final_seen = 0;
@@ -417,6 +418,43 @@ static int run_jobs(df_stream *s, const int64_t *jobs, int64_t nj) {
     return r;
 }
 
+/* The jobs to run now, compacted to the front of jobs (their count): in a push that completes a
+ * frame, windows of frames it does not complete wait for the next push, which runs them whatever
+ * it completes (due), unless a window of their phase with a later start runs now
+ * (`StreamingAnimator._hold_back` says why). */
+static int64_t hold_back(df_stream *s, int64_t *jobs, int64_t nj) {
+    int64_t end = INT64_MAX, first_held[MAX_PREDS];
+    for (int i = 0; i < s->n_preds; i++) {
+        end = s->next[i] < end ? s->next[i] : end;
+        first_held[i] = INT64_MAX;
+    }
+    if (end <= s->emitted) return nj;  /* no frame comes out of this push: nothing to wait for */
+#define HELD(j) (jobs[3 * (j) + 1] >= end && jobs[3 * (j) + 1] >= s->due[jobs[3 * (j) + 2]])
+    int any = 0;
+    for (int64_t j = 0; j < nj; j++)
+        if (HELD(j)) {
+            const int i = (int)jobs[3 * j + 2];
+            if (jobs[3 * j + 1] < first_held[i]) first_held[i] = jobs[3 * j + 1];
+            any = 1;
+        }
+    if (!any) return nj;
+    for (int64_t h = 0; h < nj; h++) {
+        if (!HELD(h)) continue;
+        for (int64_t r = 0; r < nj; r++)
+            if (!HELD(r) && jobs[3 * r] > jobs[3 * h] && mod_hop(s, jobs[3 * r]) == mod_hop(s, jobs[3 * h])) return nj;
+    }
+    int64_t m = 0;
+    for (int64_t j = 0; j < nj; j++)
+        if (!HELD(j)) {
+            if (m != j) memmove(jobs + 3 * m, jobs + 3 * j, 3 * sizeof(int64_t));
+            m++;
+        }
+#undef HELD
+    for (int i = 0; i < s->n_preds; i++)
+        if (first_held[i] != INT64_MAX) { s->due[i] = s->next[i]; s->next[i] = first_held[i]; }
+    return m;
+}
+
 static int64_t num_frames(const df_stream *s) {
     const double f = ceil((double)s->n / SAMPLE_RATE_HZ * s->fps - 1e-9);
     return f > 0 ? (int64_t)f : 0;
@@ -452,6 +490,7 @@ static int64_t push16(df_stream *s, const float *audio, int64_t n, int final, fl
         njobs++;
         s->next[best]++;
     }
+    if (!final) njobs = hold_back(s, jobs, njobs);
     int r = 0;
     for (int64_t j = 0; j < njobs && r == 0; j += s->max_jobs)
         r = run_jobs(s, jobs + 3 * j, (njobs - j < s->max_jobs) ? njobs - j : s->max_jobs);
