@@ -58,12 +58,27 @@ block(const float *x, int xs, int cin, int t, int s, int k, int dil, const float
         for (int v = 0; v < V; v++) st(y + (size_t)(t + r) * np + n + 8 * v, acc[r][v]);
 }
 
-/* All t_out rows of outputs n..n+8V of a conv: blocks of 4 rows, then the 1-3 left as one block. */
+/* Rows per register block of a conv (`block`). 4 rows x 3 vectors of 8 floats keep 12 of the 16
+ * AVX registers busy. WebAssembly's vectors are 128-bit, so V8 needs twice the registers for the
+ * same block, more than x86-64 has, and spills them: with 4-row blocks, every shipped model's step
+ * ran 30-50 % slower in some builds and processes than in others, by where its buffers fell
+ * (docs/performance.md, "At a glance"). 2-row blocks were faster in every process
+ * measured (C0/2: 2.91-3.39 ms a frame against 3.73-3.82 for the faster 4-row build) and varied
+ * far less. */
+#ifndef DF_BLOCK_ROWS
+#if defined(__wasm__)
+#define DF_BLOCK_ROWS 2
+#else
+#define DF_BLOCK_ROWS 4
+#endif
+#endif
+
+/* All t_out rows of outputs n..n+8V of a conv: blocks of DF_BLOCK_ROWS rows, then the rest as one block. */
 static inline __attribute__((always_inline)) void
 rows_of(const float *x, int xs, int cin, int t_out, int s, int k, int dil, const float *w, int np, int n,
         const float *bias, float *y, const int V) {
     int t = 0;
-    for (; t + 4 <= t_out; t += 4) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 4, V);
+    for (; t + DF_BLOCK_ROWS <= t_out; t += DF_BLOCK_ROWS) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, DF_BLOCK_ROWS, V);
     switch (t_out - t) {
     case 3: block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 3, V); break;
     case 2: block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 2, V); break;
