@@ -161,7 +161,8 @@ def test_a_smoothed_frame_comes_out_without_the_next_frames_window():
     from distilface.runtime.native import NativeModel
 
     runs = {}
-    for name, m in (("python", EnsembleSmoothed(MODEL)), ("c", NativeModel.from_student(MODEL).smoothed((0.25, 0.5, 0.25)))):
+    c_model = NativeModel.from_student(MODEL).smoothed((0.25, 0.5, 0.25))
+    for name, m in (("python", EnsembleSmoothed(MODEL)), ("c", c_model)):
         s, log, outs, done = StreamingAnimator(m, 30.0), [], [], 0
         for i in range(0, len(AUDIO), 160):
             outs.append(s.push(AUDIO[i: i + 160]))

@@ -9,8 +9,8 @@ only):
   frame's worth of audio per push, as a game loop at the frame rate would; a push that completes
   a frame is timed, in one continuous stream (the example clip looped). Ratios are against
   windowed torch in the same run, same process. Apart from that, the start of a stream: the
-  costliest of the first 10 frames of a fresh stream (there each phase's first window computes
-  the encoder over the whole window), median over 5 streams. Streaming
+  costliest of the first 10 frames of a fresh stream (where each phase runs its first window,
+  whose steps nothing cached: docs/runtime.md, "The start of a stream"), median over 5 streams. Streaming
   in onnxruntime and the C step is timed twice: in a loop that does nothing else (caches warm),
   and with 64 MB written before every push (caches cold: the weights come from memory, as in a
   game whose own frame runs between two pushes).
@@ -113,7 +113,7 @@ def stream_frame_times_ms(model: Any, audio: np.ndarray, fps: float, frames: int
     return times[:frames]
 
 
-START_FRAMES = 10  # a stream's first frames, where each phase runs its first whole window
+START_FRAMES = 10  # a stream's first frames, where each phase runs its first window
 START_STREAMS = 5
 
 

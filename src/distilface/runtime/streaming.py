@@ -377,8 +377,9 @@ class StreamingAnimator:
         that completed the frame also ran the next frame's first window before returning it: a
         whole window more on the frame's latency. Held back, that window runs on the next push,
         which completes no frame at real-time pace (10 ms pushes, a frame every 33 ms); where every
-        push completes a frame (a game's frame of audio per push) the work only moves by a push. The frames and the total work are unchanged;
-        with one prediction a frame (no smoothing) every ready window completes its frame."""
+        push completes a frame (a game's frame of audio per push) the work only moves by a push.
+        The frames and the total work are unchanged; with one prediction a frame (no smoothing)
+        every ready window completes its frame, and nothing is held."""
         end = min(self._next)  # frames below are complete once these jobs have run
         if end <= self._emitted:  # no frame comes out of this push: nothing to wait for
             return jobs

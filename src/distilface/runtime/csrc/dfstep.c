@@ -78,7 +78,8 @@ static inline __attribute__((always_inline)) void
 rows_of(const float *x, int xs, int cin, int t_out, int s, int k, int dil, const float *w, int np, int n,
         const float *bias, float *y, const int V) {
     int t = 0;
-    for (; t + DF_BLOCK_ROWS <= t_out; t += DF_BLOCK_ROWS) block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, DF_BLOCK_ROWS, V);
+    for (; t + DF_BLOCK_ROWS <= t_out; t += DF_BLOCK_ROWS)
+        block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, DF_BLOCK_ROWS, V);
     switch (t_out - t) {
     case 3: block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 3, V); break;
     case 2: block(x, xs, cin, t, s, k, dil, w, np, n, bias, y, 2, V); break;
