@@ -72,7 +72,7 @@ const char *df_net_problem(const df_net *net, int64_t past, int64_t span, int64_
 /* Every function below returns DF_ERR_ARGUMENT, NULL or 0 for a NULL handle rather than crash
  * (the _free functions take NULL); using a handle after its _free is undefined, as with free(). */
 typedef struct df_stream df_stream;
-/* df_stream_new encodes the state of silence its phases start from (two encoder steps, docs/runtime.md
+/* df_stream_new encodes the state of silence its phases start from (2 R + 2 encoder steps, docs/runtime.md
  * "The start of a stream"); df_stream_reset keeps it: reset a stream rather than make a new one. */
 df_stream *df_stream_new(const df_net *net, double fps, int64_t past, int64_t span, int64_t receptive,
                          int64_t hop, int64_t grid, int n_preds, const int64_t *offset, const float *weight,

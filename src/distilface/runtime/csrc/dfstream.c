@@ -167,7 +167,8 @@ const char *df_net_problem(const df_net *net, int64_t past, int64_t span, int64_
  * same for every phase and step. Its S feature rows are one encoder step on zeros, repeated, so
  * one df_step on 2 R + 2 steps of zeros from the zero state makes it (its first R new steps read
  * zeros for the tail: they end up neither in the last feature row nor in the tail), and the last
- * feature row is copied over the others: creating a stream costs two steps, not a window. */
+ * feature row is copied over the others: creating a stream costs 2 R + 2 steps (2 without a
+ * frame grid), not a window. */
 static int encode_silence(df_stream *s) {
     const df_net *net = s->net;
     const int64_t S = net->cache_steps, n = 2 * (int64_t)net->tail_steps + 2;
