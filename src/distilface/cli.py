@@ -118,6 +118,7 @@ def _train(a: argparse.Namespace) -> None:
 
 def _animate(a: argparse.Namespace) -> None:
     from distilface.animate import animate_command
+    from distilface.batch import REPORT_NAME, animate_batch, is_batch
     from distilface.models import resolve_model
     from distilface.runtime.streaming import parse_weights
 
@@ -130,7 +131,21 @@ def _animate(a: argparse.Namespace) -> None:
         if a.threads:
             torch.set_num_threads(a.threads)
 
-    out = animate_command(a.audio, a.out, resolve_model(a.model), fps=a.fps, fmt=a.format,
+    if is_batch(a.audio):
+        report = animate_batch(a.audio, a.out, resolve_model(a.model), fps=a.fps, fmt=a.format, block_s=a.block_s,
+                               smooth=parse_weights(a.smooth), frame_grid=a.frame_grid, runtime=a.runtime,
+                               jobs=a.jobs, progress=not a.no_progress, threads=a.threads)
+        rtf = f", {report['realtime_factor']}x real time" if report["realtime_factor"] else ""
+        print(f"{report['animated']} animated, {report['skipped']} already done, {report['failed']} failed "
+              f"of {report['files']} files ({report['audio_s']:.1f} s of audio{rtf}): {a.out}/{REPORT_NAME}")
+        if report["failed"]:
+            for f in report["failures"][:10]:
+                print(f"  {f['audio']}: {f['error']}", file=sys.stderr)
+            more = report["failed"] - 10
+            sys.exit(f"distilface animate: {report['failed']} file(s) failed"
+                     + (f" ({more} more in {a.out}/{REPORT_NAME})" if more > 0 else ""))
+        return
+    out = animate_command(a.audio[0], a.out, resolve_model(a.model), fps=a.fps, fmt=a.format,
                           block_s=a.block_s, progress=not a.no_progress, smooth=parse_weights(a.smooth),
                           frame_grid=a.frame_grid, runtime=a.runtime)
     print(f"wrote: {out}")
@@ -452,11 +467,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("animate", help="audio -> curves with a student (JSON, Live Link Face CSV, "
                         "Rhubarb cues, Oculus visemes, glTF face animation)")
-    an.add_argument("audio", help="wav, flac, ogg, mp3 (or anything ffmpeg decodes); any rate, stereo ok")
+    an.add_argument("audio", nargs="+",
+                    help="wav, flac, ogg, mp3 (or anything ffmpeg decodes); any rate, stereo ok. Several files or a "
+                         "folder (walked for audio files): a batch, written into the folder -o")
     an.add_argument("-o", "--out", required=True,
                     help="format from the extension: .json .npz .csv (Live Link Face) .tsv / .rhubarb.json "
                          "(Rhubarb mouth cues) .oculus.json / .oculus.csv (15 Oculus visemes) .glb (glTF: the face with "
-                         "52 ARKit morph targets and the animation, for Blender / three.js)")
+                         "52 ARKit morph targets and the animation, for Blender / three.js). For a batch: a folder, "
+                         "the inputs' folders mirrored in it, format from --format (default json); re-running skips "
+                         "what is done (log and report: animate-batch.jsonl, animate-batch.json)")
+    an.add_argument("--jobs", type=int, default=1,
+                    help="a batch's files animated at once, one process and one thread each (default 1)")
     an.add_argument("--model", default=None, help="student checkpoint, .onnx or native .npz/.dfn export (distilface export), or shipped model name (default: the shipped default)")
     an.add_argument("--fps", type=_fps, default=30.0)
     an.add_argument("--format", default=None, choices=["json", "npz", "csv", "rhubarb-tsv", "rhubarb-json",
