@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -123,3 +125,31 @@ def test_an_output_folder_that_is_a_file_is_refused(checkpoint, tmp_path):
     p = run("animate", tmp_path / "a.wav", tmp_path / "b.wav", "-o", tmp_path / "out", "--model", checkpoint)
     assert p.returncode == 1 and "out: is a file" in p.stderr
     assert os.path.getsize(tmp_path / "out") == 0
+
+
+def test_ctrl_c_stops_a_batch_soon_and_the_next_run_finishes_it(checkpoint, tmp_path):
+    lines, out = tmp_path / "lines", tmp_path / "out"
+    lines.mkdir()
+    for i in range(200):
+        sf.write(lines / f"l{i:03d}.wav", speechy(1.0, 16000, i), 16000)
+    args = [*CLI, "animate", lines, "-o", out, "--model", checkpoint, "--runtime", "torch", "--jobs", "2",
+            "--no-progress"]
+    p = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    log, deadline = out / LOG_NAME, time.time() + 300
+    while (not log.exists() or len(log.read_text().splitlines()) < 10) and p.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    logged = len(log.read_text().splitlines())
+    written = len(list(out.glob("*.json"))) - 1  # less the report, if any
+    assert 10 <= logged < 200
+    # only the files in flight (2 workers, one more queued each) may have been written unlogged
+    assert written <= logged + 4, (written, logged)
+    assert not list(out.glob(".*.tmp"))
+    p = run(*args[len(CLI):])
+    assert p.returncode == 0, p.stderr
+    report = json.loads((out / REPORT_NAME).read_text())
+    assert (report["files"], report["skipped"], report["animated"]) == (200, logged, 200 - logged)

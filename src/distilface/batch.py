@@ -244,11 +244,16 @@ def animate_batch(inputs: list[str], out_dir: str | Path, model_path: str | Path
         else:
             # spawn, not fork: a forked torch or OpenMP runtime can hang in the child
             ctx = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_load,
-                                                        initargs=(str(model_path), settings, 1)) as pool:
+            pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_load,
+                                                          initargs=(str(model_path), settings, 1))
+            try:
                 futures = [pool.submit(_animate_one, job, settings, block_s) for job in run]
                 for fut in concurrent.futures.as_completed(futures):
                     finished(fut.result())
+            finally:
+                # On Ctrl-C (or any error) only the files in flight finish; without cancelling, the
+                # pool would animate every queued file, unlogged, before letting go
+                pool.shutdown(wait=True, cancel_futures=True)
     wall_s = time.perf_counter() - t0
     ok = [r for r in rows if r["status"] == "ok"]
     audio_s = sum(r["audio_s"] for r in ok)
