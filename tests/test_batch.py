@@ -115,7 +115,35 @@ def test_bad_plans_fail_before_anything_is_written(tmp_path):
     sf.write(lines / "out" / "old.wav", speechy(0.3, 16000, 2), 16000)
     jobs = plan([lines], lines / "out", "rhubarb-json")
     assert [j.rel for j in jobs] == ["a.rhubarb.json", "b.take2.rhubarb.json"]
-    assert [j.out for j in jobs] == [lines / "out" / "a.rhubarb.json", lines / "out" / "b.take2.rhubarb.json"]
+    assert [j.outs for j in jobs] == [(lines / "out" / "a.rhubarb.json",), (lines / "out" / "b.take2.rhubarb.json",)]
+    # several formats: a clash between two of them is a clash too
+    sf.write(lines / "a.rhubarb.wav", speechy(0.3, 16000, 3), 16000)
+    with pytest.raises(ValueError, match=r"a\.rhubarb\.wav and .*a\.wav would both write .*out/a\.rhubarb\.json"):
+        plan([lines], tmp_path / "out", ("rhubarb-json", "json"))
+
+
+def test_several_formats_from_one_animation(checkpoint, tmp_path):
+    lines, out = tmp_path / "lines", tmp_path / "out"
+    lines.mkdir()
+    sf.write(lines / "a.wav", speechy(0.8, 16000, 0), 16000)
+    sf.write(lines / "b.ogg", speechy(0.6, 22050, 1), 22050)
+    args = ("animate", lines, "-o", out, "--model", checkpoint, "--format", "csv,glb,oculus", "--no-progress")
+    p = run(*args)
+    assert p.returncode == 0, p.stderr
+    for name in ("a", "b"):
+        audio = lines / (name + (".wav" if name == "a" else ".ogg"))
+        for suffix in (".csv", ".glb", ".oculus.json"):
+            single = tmp_path / "single" / (name + suffix)
+            q = run("animate", audio, "-o", single, "--model", checkpoint, "--no-progress")
+            assert q.returncode == 0, q.stderr
+            assert (out / (name + suffix)).read_bytes() == single.read_bytes(), (name, suffix)
+    (out / "b.glb").unlink()
+    p = run(*args)
+    report = json.loads((out / REPORT_NAME).read_text())
+    assert p.returncode == 0 and (report["animated"], report["skipped"]) == (1, 1)
+    assert (out / "b.glb").exists()
+    p = run(*args[:-3], "--format", "csv,mp4")
+    assert p.returncode == 1 and "--format 'csv,mp4': use one or more of" in p.stderr
 
 
 def test_an_output_folder_that_is_a_file_is_refused(checkpoint, tmp_path):

@@ -51,8 +51,8 @@ LOG_VERSION = 1
 @dataclass(frozen=True)
 class Job:
     audio: Path
-    out: Path
-    rel: str  # the output's path under the output folder: the key of its log lines
+    outs: tuple[Path, ...]  # one per format, in the order of Settings.fmts
+    rel: str  # the first output's path under the output folder: the key of its log lines
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Settings:
     """Everything besides the input that decides an output's bytes."""
     model: str  # the model file's name, size and mtime (not its hash: that would read it per run)
     fps: float
-    fmt: str
+    fmts: tuple[str, ...]
     smooth: tuple[float, float, float] | None
     frame_grid: int | None
     runtime: str
@@ -74,6 +74,18 @@ def model_fingerprint(model_path: str | Path) -> str:
     return f"{Path(model_path).name}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def parse_formats(text: str) -> tuple[str, ...]:
+    """"csv,glb" -> ("csv", "glb"): the formats a batch writes for each file ("oculus": its JSON)."""
+    from distilface.formats import FORMATS
+
+    fmts = tuple(dict.fromkeys("oculus-json" if f == "oculus" else f for f in
+                               (part.strip() for part in text.split(",")) if f))
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise ValueError(f"--format {text!r}: use one or more of {', '.join(FORMATS)}, comma-separated")
+    return fmts
+
+
 def is_batch(inputs: list[str]) -> bool:
     """Several inputs, or one folder: a batch (`-o` is then a folder)."""
     return len(inputs) > 1 or Path(inputs[0]).is_dir()
@@ -85,10 +97,12 @@ def output_name(audio: Path, fmt: str) -> str:
     return stem + FORMAT_SUFFIX[fmt]
 
 
-def plan(inputs: Iterable[str | Path], out_dir: str | Path, fmt: str) -> list[Job]:
+def plan(inputs: Iterable[str | Path], out_dir: str | Path, fmts: str | tuple[str, ...]) -> list[Job]:
     """The jobs for `inputs` (folders walked for AUDIO_SUFFIXES, hidden entries and the output
-    folder skipped; files taken as given), in input order, folders sorted. Raises, naming the path,
-    for a missing input, a folder without audio, or two inputs that would write one output."""
+    folder skipped; files taken as given), in input order, folders sorted; each writes one file per
+    format in `fmts`. Raises, naming the path, for a missing input, a folder without audio, or two
+    inputs that would write one output."""
+    fmts = (fmts,) if isinstance(fmts, str) else tuple(fmts)
     out_dir = Path(out_dir)
     out_resolved = out_dir.resolve()
     jobs: list[Job] = []
@@ -107,18 +121,19 @@ def plan(inputs: Iterable[str | Path], out_dir: str | Path, fmt: str) -> list[Jo
                           if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_SUFFIXES]
             if not found:
                 raise ValueError(f"{src}: no audio files in this folder ({', '.join(sorted(AUDIO_SUFFIXES))})")
-            pairs = [(a, a.parent.relative_to(src) / output_name(a, fmt)) for a in found]
+            pairs = [(a, a.parent.relative_to(src)) for a in found]
         else:
-            pairs = [(src, Path(output_name(src, fmt)))]
-        for audio, rel in pairs:
-            key = rel.as_posix()
-            if key in seen:
-                if seen[key].resolve() == audio.resolve():
-                    continue  # the same file named twice
-                raise ValueError(f"{seen[key]} and {audio} would both write {out_dir / rel}; "
-                                 f"rename one or animate them into different folders")
-            seen[key] = audio
-            jobs.append(Job(audio, out_dir / rel, key))
+            pairs = [(src, Path())]
+        for audio, folder in pairs:
+            rels = [(folder / output_name(audio, f)).as_posix() for f in fmts]
+            if rels[0] in seen and seen[rels[0]].resolve() == audio.resolve():
+                continue  # the same file named twice
+            for rel in rels:
+                if rel in seen:
+                    raise ValueError(f"{seen[rel]} and {audio} would both write {out_dir / rel}; "
+                                     f"rename one or animate them into different folders")
+                seen[rel] = audio
+            jobs.append(Job(audio, tuple(out_dir / rel for rel in rels), rels[0]))
     return jobs
 
 
@@ -148,7 +163,8 @@ def is_done(job: Job, row: dict | None, settings_key: str) -> bool:
     if row is None or row.get("status") != "ok" or row.get("settings") != settings_key:
         return False
     try:
-        return row.get("input") == _input_fingerprint(job.audio) and job.out.stat().st_size == row.get("out_bytes")
+        return (row.get("input") == _input_fingerprint(job.audio)
+                and [p.stat().st_size for p in job.outs] == row.get("out_bytes"))
     except OSError:  # the input or the output is gone
         return False
 
@@ -181,11 +197,13 @@ def _animate_one(job: Job, settings: Settings, block_s: float) -> dict[str, Any]
     row: dict[str, Any] = {"version": LOG_VERSION, "out": job.rel, "audio": str(job.audio)}
     try:
         row["input"] = _input_fingerprint(job.audio)
-        check_output(job.out, inputs=(job.audio,))
+        for out in job.outs:
+            check_output(out, inputs=(job.audio,))
         curves = animate_file(_model, job.audio, fps=settings.fps, block_s=block_s, progress=False)
-        write_curves(curves, job.out, settings.fmt, sound_file=str(job.audio))
+        for out, fmt in zip(job.outs, settings.fmts):
+            write_curves(curves, out, fmt, sound_file=str(job.audio))
         row.update(status="ok", frames=len(curves.values), audio_s=round(len(curves.values) / curves.fps, 3),
-                   out_bytes=job.out.stat().st_size)
+                   out_bytes=[p.stat().st_size for p in job.outs])
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the others; the log names it
         row.update(status="failed", error=f"{type(e).__name__}: {e}")
     row["wall_s"] = round(time.perf_counter() - t0, 4)
@@ -200,21 +218,15 @@ def animate_batch(inputs: list[str], out_dir: str | Path, model_path: str | Path
     OUT/animate-batch.json); its "failed" counts the files that did not animate."""
     from tqdm import tqdm
 
-    from distilface.formats import FORMATS
-
-    fmt = fmt or "json"
-    if fmt == "oculus":
-        fmt = "oculus-json"
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown curve format {fmt!r}: use one of {', '.join(FORMATS)}")
+    fmts = parse_formats(fmt or "json")
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"{out_dir}: is a file; several inputs need an output folder")
-    todo = plan(inputs, out_dir, fmt)
+    todo = plan(inputs, out_dir, fmts)
     check_output(out_dir / REPORT_NAME)  # creates the folder; fails now if it cannot be written
-    settings = Settings(model_fingerprint(model_path), float(fps), fmt, smooth, frame_grid, runtime)
+    settings = Settings(model_fingerprint(model_path), float(fps), fmts, smooth, frame_grid, runtime)
     key = settings.key()
     log_path = out_dir / LOG_NAME
     previous = read_log(log_path)

@@ -480,8 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a batch's files animated at once, one process and one thread each (default 1)")
     an.add_argument("--model", default=None, help="student checkpoint, .onnx or native .npz/.dfn export (distilface export), or shipped model name (default: the shipped default)")
     an.add_argument("--fps", type=_fps, default=30.0)
-    an.add_argument("--format", default=None, choices=["json", "npz", "csv", "rhubarb-tsv", "rhubarb-json",
-                                                       "oculus", "oculus-json", "oculus-csv", "glb"])
+    an.add_argument("--format", default=None, metavar="FORMAT",
+                    help="json, npz, csv, rhubarb-tsv, rhubarb-json, oculus, oculus-json, oculus-csv, glb (default: "
+                         "from -o's extension). A batch takes several, comma-separated (--format csv,glb): each file "
+                         "is animated once and written in each")
     an.add_argument("--block-s", type=float, default=60.0, help="seconds of audio read at a time")
     an.add_argument("--threads", type=_threads, default=None)
     an.add_argument("--no-progress", action="store_true")
