@@ -15,6 +15,10 @@
 #           Blender 3.4 with numpy for its glTF importer (the package does not depend on it), and
 #           Blender 5.0 as a Python module (PyPI bpy, its own environment .venv-bpy). About 470 MB
 #           and 1 GB installed; CI installs it (.ci/run).
+#   audio:  a sound server without a sound card, for the test of `stream --input mic` through real
+#           PortAudio capture (tests/test_mic.py): PulseAudio (a null sink whose monitor is the
+#           microphone), its paplay, and ALSA's pulse plugin (PortAudio's "default" device). About
+#           25 MB; CI installs it (.ci/run).
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 for extra in "$@"; do
@@ -51,6 +55,13 @@ for extra in "$@"; do
         "$root/.venv-bpy/bin/pip" install -q bpy==5.0.1
       fi
       ;;
-    *) echo "setup-extra: unknown extra '$extra' (known: mbrola kokoro windows blender)" >&2; exit 2;;
+    audio)
+      if ! { command -v pulseaudio && command -v paplay && [ -f /usr/share/alsa/alsa.conf.d/pulse.conf ]; } >/dev/null; then
+        $SUDO apt-get update -q
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends pulseaudio pulseaudio-utils \
+          libasound2-plugins
+      fi
+      ;;
+    *) echo "setup-extra: unknown extra '$extra' (known: mbrola kokoro windows blender audio)" >&2; exit 2;;
   esac
 done
