@@ -11,10 +11,11 @@
 #   windows: MinGW-w64 (cross-compiles the engine kit's distilface.dll: `export --engine-kit
 #           --kit-target windows`) and Wine (runs its test: a Windows program on that DLL).
 #           About 1.2 GB installed; CI installs it (.ci/run).
-#   blender: the two Blenders the test of engines/blender runs in (tests/test_blender.py): Debian's
+#   blender: the three Blenders the test of engines/blender runs in (tests/test_blender.py): Debian's
 #           Blender 3.4 with numpy for its glTF importer (the package does not depend on it), and
-#           Blender 5.0 as a Python module (PyPI bpy, its own environment .venv-bpy). About 470 MB
-#           and 1 GB installed; CI installs it (.ci/run).
+#           as Python modules (PyPI bpy, each in its own environment) Blender 5.0 (.venv-bpy) and
+#           4.2 LTS (.venv-bpy42, a build without sound). About 470 MB and 2 GB installed; CI
+#           installs it (.ci/run).
 #   audio:  a sound server without a sound card, for the test of `stream --input mic` through real
 #           PortAudio capture (tests/test_mic.py): PulseAudio (a null sink whose monitor is the
 #           microphone), its paplay, and ALSA's pulse plugin (PortAudio's "default" device). About
@@ -50,10 +51,13 @@ for extra in "$@"; do
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends blender python3-numpy
       fi
       root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-      if ! "$root/.venv-bpy/bin/python" -c "import bpy" >/dev/null 2>&1; then
-        "${PYTHON:-python3.11}" -m venv "$root/.venv-bpy"
-        "$root/.venv-bpy/bin/pip" install -q bpy==5.0.1
-      fi
+      for pair in .venv-bpy:5.0.1 .venv-bpy42:4.2.23; do
+        venv="$root/${pair%%:*}" version="${pair##*:}"
+        if ! "$venv/bin/python" -c "import bpy" >/dev/null 2>&1; then
+          "${PYTHON:-python3.11}" -m venv "$venv"
+          "$venv/bin/pip" install -q "bpy==$version"
+        fi
+      done
       ;;
     audio)
       if ! { command -v pulseaudio && command -v paplay && [ -f /usr/share/alsa/alsa.conf.d/pulse.conf ]; } >/dev/null; then

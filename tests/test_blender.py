@@ -28,8 +28,10 @@ ADDON = REPO / "engines" / "blender" / "distilface_blender.py"
 EXAMPLE_WAV = REPO / "src" / "distilface" / "data" / "example_en.wav"
 CLI = [sys.executable, "-m", "distilface.cli"]
 BLENDER = os.environ.get("DISTILFACE_BLENDER") or shutil.which("blender")
-# Blender 5 as a Python module (PyPI `bpy`, in its own environment: scripts/setup-extra.sh blender).
-BPY_PYTHON = os.environ.get("DISTILFACE_BPY_PYTHON") or str(REPO / ".venv-bpy" / "bin" / "python")
+# Blender as a Python module (PyPI `bpy`, each in its own environment: scripts/setup-extra.sh blender):
+# 5.0, and 4.2 LTS, a build without sound (Audaspace), as some Blenders are.
+BPY_PYTHONS = {"bpy": os.environ.get("DISTILFACE_BPY_PYTHON") or str(REPO / ".venv-bpy" / "bin" / "python"),
+               "bpy42": os.environ.get("DISTILFACE_BPY42_PYTHON") or str(REPO / ".venv-bpy42" / "bin" / "python")}
 # Blender runs on its own Python as a user's would: not this test's virtual environment (Debian's
 # blender takes the first python3 on PATH as its prefix). Probes import the add-on's helpers.
 BLENDER_ENV = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
@@ -66,30 +68,37 @@ else:
 def _command(kind: str, *args: str) -> list[str]:
     if kind == "blender":
         return [BLENDER, "-b", "--factory-startup", *args]
-    return [BPY_PYTHON, "-c", BPY_LAUNCH, *args]
+    return [BPY_PYTHONS[kind], "-c", BPY_LAUNCH, *args]
 
 
-def _works(kind: str) -> bool:
-    if kind == "blender" and BLENDER is None or kind == "bpy" and not Path(BPY_PYTHON).exists():
-        return False
-    r = subprocess.run(_command(kind, "--python-expr", "import sys, numpy; sys.exit(0)"), env=BLENDER_ENV,
-                       capture_output=True, timeout=120)
-    return r.returncode == 0
+def _probe(kind: str) -> dict | None:
+    """Whether this Blender runs (with numpy), and whether it was built with sound; None if absent."""
+    if kind == "blender" and BLENDER is None or kind in BPY_PYTHONS and not Path(BPY_PYTHONS[kind]).exists():
+        return None
+    expr = "import bpy, json, numpy; print('PROBE', json.dumps({'sound': bpy.app.build_options.audaspace}))"
+    r = subprocess.run(_command(kind, "--python-expr", expr), env=BLENDER_ENV, capture_output=True, text=True,
+                       timeout=120)
+    lines = [line for line in r.stdout.splitlines() if line.startswith("PROBE ")]
+    return json.loads(lines[0][6:]) if r.returncode == 0 and lines else None
 
 
-KINDS = [pytest.param("blender", id="blender-3.4", marks=pytest.mark.skipif(
-             not _works("blender"), reason="Blender with numpy not installed (scripts/setup-extra.sh blender)")),
-         pytest.param("bpy", id="bpy-5.0", marks=pytest.mark.skipif(
-             not _works("bpy"), reason="bpy 5 not installed in .venv-bpy (scripts/setup-extra.sh blender)"))]
+PROBES = {kind: _probe(kind) for kind in ("blender", "bpy", "bpy42")}
+KINDS = [pytest.param(kind, id=name, marks=pytest.mark.skipif(PROBES[kind] is None, reason=why))
+         for kind, name, why in (
+             ("blender", "blender-3.4", "Blender with numpy not installed (scripts/setup-extra.sh blender)"),
+             ("bpy", "bpy-5.0", "bpy 5.0 not installed in .venv-bpy (scripts/setup-extra.sh blender)"),
+             ("bpy42", "bpy-4.2", "bpy 4.2 not installed in .venv-bpy42 (scripts/setup-extra.sh blender)"))]
 
 
 @pytest.fixture(params=KINDS)
 def blender(request):
-    """Runs a Blender (the Debian 3.4 binary, or the bpy 5.0 module) as `blender -b ARGS` would."""
+    """Runs a Blender (the Debian 3.4 binary, or a bpy module) as `blender -b ARGS` would;
+    `.sound`: whether that build plays sound."""
     def run(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(_command(request.param, *args), env=env or BLENDER_ENV, capture_output=True,
                               text=True, timeout=timeout)
     run.command = lambda *args: _command(request.param, *args)
+    run.sound = PROBES[request.param]["sound"]
     return run
 
 
@@ -115,9 +124,10 @@ for f in range(sc.frame_start, sc.frame_end + 1):
     if f in frames:
         mesh = face.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
         doc["evaluated"][str(f)] = [list(v.co) for v in mesh.vertices]
-if sc.sequence_editor:
-    ed = sc.sequence_editor
-    s = list(ed.strips_all if hasattr(ed, "strips_all") else ed.sequences_all)[0]
+ed = sc.sequence_editor
+strips = list(ed.strips_all if hasattr(ed, "strips_all") else ed.sequences_all) if ed else []
+if strips:
+    s = strips[0]
     doc["sound"] = {"path": os.path.normpath(bpy.path.abspath(s.sound.filepath)), "frame_start": s.frame_start,
                     "frames": s.frame_final_duration}
 json.dump(doc, open(out, "w"))
@@ -149,7 +159,7 @@ def test_the_addon_opens_the_animation_with_its_speech(blender, clip, tmp_path):
     blend = tmp_path / "face.blend"
     # From another directory: the sound file ("speech.wav", as animate was given it) is found beside
     # the .glb.
-    r = blender("--python", str(ADDON), "--", str(d / "face.glb"), "--empty", "--save", str(blend))
+    r = r_import = blender("--python", str(ADDON), "--", str(d / "face.glb"), "--empty", "--save", str(blend))
     assert r.returncode == 0, r.stdout + r.stderr
     frames = curves.num_frames
     assert f"52 shape keys, frames 0..{frames - 1} at 30 fps" in r.stdout
@@ -179,6 +189,11 @@ def test_the_addon_opens_the_animation_with_its_speech(blender, clip, tmp_path):
         np.testing.assert_allclose(np.array(doc["evaluated"][str(f)]),
                                    to_blender_m(rig.vertices(weights[f])[0]), atol=1e-6)
 
+    if not blender.sound:  # the animation without its speech, and a line that says why
+        assert doc["sound"] is None
+        assert f"built without sound (Audaspace): the animation is imported, the speech {d / 'speech.wav'} is not" \
+            in r_import.stderr, r_import.stderr
+        return
     seconds = sf.info(str(EXAMPLE_WAV)).duration
     assert doc["sound"]["path"] == str(d / "speech.wav")
     assert doc["sound"]["frame_start"] == 0
@@ -375,6 +390,6 @@ def test_the_addon_installs_and_its_import_operator_runs(blender, clip, tmp_path
     assert doc["where"] == str(tmp_path / "scripts" / "addons" / "distilface_blender.py")
     assert doc["ops"] == [True, True] and doc["port"] == 11111
     assert doc["import"] == ["FINISHED"]
-    assert doc["scene"] == [30, 0, curves.num_frames - 1, 1]
+    assert doc["scene"] == [30, 0, curves.num_frames - 1, 1 if blender.sound else 0]
     assert f"{bad}: not a glTF binary file (only 4 bytes)" in doc["error"]
     assert doc["after"] is False

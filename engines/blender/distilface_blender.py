@@ -302,7 +302,12 @@ def import_animation(context, glb_path, audio_path=None):
     scene.frame_set(0)
 
     audio = os.path.abspath(audio_path) if audio_path else find_sound(sound, glb_path)
-    if audio:
+    if audio and not bpy.app.build_options.audaspace:
+        # Some builds have no sound at all (PyPI's bpy 4.2 module, for one): new_sound would fail,
+        # so keep the animation and say why the speech is not there.
+        print(f"distilface: this Blender ({bpy.app.version_string}) was built without sound (Audaspace): "
+              f"the animation is imported, the speech {audio} is not", file=sys.stderr)
+    elif audio:
         sound_strips(scene).new_sound(name=os.path.basename(audio), filepath=audio, channel=1, frame_start=0)
         # Playback drops frames rather than drifting from the sound.
         scene.sync_mode = "AUDIO_SYNC"
