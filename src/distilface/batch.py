@@ -234,8 +234,8 @@ def animate_batch(inputs: list[str], out_dir: str | Path, model_path: str | Path
     skipped = len(todo) - len(run)
     if skipped:
         logger.info("%d of %d files already animated with these settings: skipped", skipped, len(todo))
-    # A bad model fails here, before any file; workers load it again for themselves.
-    _load(str(model_path), settings, threads if jobs == 1 else 1)
+    if run:  # a bad model fails here, before any file; workers load it again for themselves
+        _load(str(model_path), settings, threads if jobs == 1 else 1)
     jobs = min(jobs, max(len(run), 1))
     rows: list[dict] = []
     t0 = time.perf_counter()
