@@ -91,6 +91,7 @@ def test_the_microphone_through_portaudio_and_pulseaudio(pulse, tmp_path):
     why = "".join(log)[-2000:]  # the stream's stats, dropped blocks and overflows among them
     assert p.returncode == 0, why
     assert " Hz in, 30 fps out" in why
+    assert "PortAudio input latency" in why  # the device's buffering, logged at the start
     names = list(frames[0]["blendshapes"])
     live = np.array([[f["blendshapes"][n] for n in names] for f in frames])
 

@@ -359,6 +359,8 @@ def test_mic_through_a_fake_portaudio(monkeypatch):
     x = noise(1.0, 48000, seed=6)
 
     class InputStream:
+        latency = 0.02  # seconds, as PortAudio reports a device's buffering
+
         def __init__(self, samplerate, channels, dtype, blocksize, device, callback):
             assert samplerate == 48000 and channels == 1 and dtype == "float32" and blocksize == 960
             self.callback, self.blocksize = callback, blocksize

@@ -287,6 +287,9 @@ class MicSource:
         stream = self.sd.InputStream(samplerate=self.rate_hz, channels=1, dtype="float32",
                                      blocksize=self.block_samples, device=self.device, callback=callback)
         with stream:
+            # The device's own buffering comes before `latency_ms` starts counting (docs/stream.md)
+            logger.info("microphone %s: %d Hz, blocks of %d samples, PortAudio input latency %.1f ms", self.name,
+                        self.rate_hz, self.block_samples, 1000 * float(stream.latency))
             await emit(StreamStart(self.rate_hz, f"mic {self.name}"))
             while True:
                 await emit(await queue.get())
