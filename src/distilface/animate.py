@@ -307,6 +307,19 @@ def animate_file(model: Student, audio_path: str | Path, fps: float = 30.0, bloc
 RUNTIMES = ("auto", "torch", "native")  # for a checkpoint (`load_model`)
 
 
+def configure_torch(threads: int | None = None) -> None:
+    """Where torch is installed: flush denormals (near-silent audio makes denormals that slow CPU
+    convs) and run `threads` threads (None: torch's default). Without torch, nothing to do: an
+    exported model runs in onnxruntime or C."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_flush_denormal(True)
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def _auto_runtime(student: Any, path: str | Path) -> str:
     """"native" where `student` has a C step and the C runtime builds here, else "torch" (with a
     line on stderr saying why, when a compiler is what is missing). The two give the same frames

@@ -175,16 +175,9 @@ _model: Any = None
 
 def _load(model_path: str, settings: Settings, threads: int | None) -> None:
     global _model
-    from distilface.animate import load_model
+    from distilface.animate import configure_torch, load_model
 
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if torch is not None:
-        torch.set_flush_denormal(True)
-        if threads:
-            torch.set_num_threads(threads)
+    configure_torch(threads)
     _model = load_model(model_path, settings.smooth, frame_grid=settings.frame_grid, runtime=settings.runtime)
 
 

@@ -117,20 +117,12 @@ def _train(a: argparse.Namespace) -> None:
 
 
 def _animate(a: argparse.Namespace) -> None:
-    from distilface.animate import animate_command
+    from distilface.animate import animate_command, configure_torch
     from distilface.batch import REPORT_NAME, animate_batch, is_batch
     from distilface.models import resolve_model
     from distilface.runtime.streaming import parse_weights
 
-    try:
-        import torch
-    except ImportError:  # a .onnx model runs in onnxruntime alone (docs/runtime.md)
-        torch = None
-    if torch is not None:
-        torch.set_flush_denormal(True)  # near-silent audio makes denormals that slow CPU convs
-        if a.threads:
-            torch.set_num_threads(a.threads)
-
+    configure_torch(a.threads)  # a .onnx model runs in onnxruntime alone (docs/runtime.md)
     if is_batch(a.audio):
         report = animate_batch(a.audio, a.out, resolve_model(a.model), fps=a.fps, fmt=a.format, block_s=a.block_s,
                                smooth=parse_weights(a.smooth), frame_grid=a.frame_grid, runtime=a.runtime,
@@ -337,11 +329,9 @@ def _stream(a: argparse.Namespace) -> None:
                        priority=a.priority)
     path = resolve_model(a.model)
     if path.suffix not in (".onnx", ".npz", ".dfn"):  # an ONNX or native export streams without torch
-        import torch
+        from distilface.animate import configure_torch
 
-        torch.set_flush_denormal(True)  # near-silent audio makes denormals that slow CPU convs
-        if a.threads:
-            torch.set_num_threads(a.threads)
+        configure_torch(a.threads)
     stats = run_stream(load_model(path, parse_weights(a.smooth), ort_threads=a.threads, frame_grid=a.frame_grid,
                                   runtime=a.runtime), cfg)
     print(f"stream: {json.dumps(stats)}", file=sys.stderr)  # stdout may carry the frames
