@@ -40,9 +40,6 @@ logger = logging.getLogger(__name__)
 # Suffixes a folder walk picks up (files named on the command line are taken whatever theirs).
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff",
                             ".wma", ".webm", ".caf", ".g722"})
-FORMAT_SUFFIX = {"json": ".json", "npz": ".npz", "csv": ".csv", "rhubarb-tsv": ".tsv",
-                 "rhubarb-json": ".rhubarb.json", "oculus-json": ".oculus.json", "oculus-csv": ".oculus.csv",
-                 "glb": ".glb"}
 LOG_NAME = "animate-batch.jsonl"
 REPORT_NAME = "animate-batch.json"
 LOG_VERSION = 1
@@ -94,7 +91,9 @@ def is_batch(inputs: list[str]) -> bool:
 def output_name(audio: Path, fmt: str) -> str:
     """`hello.wav` -> `hello.json`: the audio's last suffix swapped for the format's."""
     stem = audio.name[: -len(audio.suffix)] if audio.suffix else audio.name
-    return stem + FORMAT_SUFFIX[fmt]
+    from distilface.formats import SUFFIXES
+
+    return stem + SUFFIXES[fmt]
 
 
 def plan(inputs: Iterable[str | Path], out_dir: str | Path, fmts: str | tuple[str, ...]) -> list[Job]:

@@ -99,6 +99,10 @@ OCULUS_TEMPERATURE = 0.01
 SEAL_FULL = 0.05  # mouthClose over an open jaw that counts as fully sealed lips
 
 FORMATS = ("json", "npz", "csv", "rhubarb-tsv", "rhubarb-json", "oculus-json", "oculus-csv", "glb")
+# The extension of each format, longest first where one ends another (".oculus.json" before ".json"):
+# `format_for` reads a format from a name by it, a batch names its outputs by it
+SUFFIXES = {"oculus-json": ".oculus.json", "oculus-csv": ".oculus.csv", "rhubarb-json": ".rhubarb.json",
+            "rhubarb-tsv": ".tsv", "json": ".json", "npz": ".npz", "csv": ".csv", "glb": ".glb"}
 
 
 def format_for(path: str | Path, fmt: str | None = None) -> str:
@@ -111,9 +115,7 @@ def format_for(path: str | Path, fmt: str | None = None) -> str:
         if fmt not in FORMATS:
             raise ValueError(f"unknown curve format {fmt!r}: use one of {', '.join(FORMATS)}, oculus")
         return fmt
-    for suffix, f in ((".oculus.json", "oculus-json"), (".oculus.csv", "oculus-csv"),
-                      (".rhubarb.json", "rhubarb-json"), (".tsv", "rhubarb-tsv"), (".json", "json"),
-                      (".npz", "npz"), (".csv", "csv"), (".glb", "glb")):
+    for f, suffix in SUFFIXES.items():
         if name.endswith(suffix):
             return f
     raise ValueError(f"{path}: cannot tell the format from the extension; give one of {', '.join(FORMATS)}")
