@@ -127,12 +127,12 @@ def test_several_formats_from_one_animation(checkpoint, tmp_path):
     lines.mkdir()
     sf.write(lines / "a.wav", speechy(0.8, 16000, 0), 16000)
     sf.write(lines / "b.ogg", speechy(0.6, 22050, 1), 22050)
-    args = ("animate", lines, "-o", out, "--model", checkpoint, "--format", "csv,glb,oculus", "--no-progress")
+    args = ("animate", lines, "-o", out, "--model", checkpoint, "--format", "csv,glb,oculus,vrm", "--no-progress")
     p = run(*args)
     assert p.returncode == 0, p.stderr
     for name in ("a", "b"):
         audio = lines / (name + (".wav" if name == "a" else ".ogg"))
-        for suffix in (".csv", ".glb", ".oculus.json"):
+        for suffix in (".csv", ".glb", ".oculus.json", ".vrm.json"):
             single = tmp_path / "single" / (name + suffix)
             q = run("animate", audio, "-o", single, "--model", checkpoint, "--no-progress")
             assert q.returncode == 0, q.stderr

@@ -29,6 +29,7 @@ from distilface.runtime.live import LiveStream, RealtimeClock, StreamConfig, Str
 from distilface.runtime.sinks import VMC_BLEND_APPLY, VMC_BLEND_VAL, vmc_name
 from distilface.runtime.sources import MicSource, PcmDecoder, decode_pcm, encode_pcm
 from distilface.student import StudentConfig, build_student
+from distilface.vrm import VrmMapper
 
 TOL = 1e-4  # streaming == offline (measured ~1e-7) plus JSON's 6 decimals
 FPS = 30.0
@@ -200,7 +201,9 @@ def test_ws_oversize_and_second_sender_are_refused_server_lives_on():
 
 # -- outputs ---------------------------------------------------------------------------------
 
-def test_osc_vmc_bundles_carry_every_blendshape_and_apply():
+@pytest.mark.parametrize("style", ["perfect-sync", "vrm0", "vrm1"])
+def test_osc_vmc_bundles_carry_every_blendshape_and_apply(style):
+    """The 52 curves, or the 7 VRM presets fitted to them (distilface.vrm), then Apply, per frame."""
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import BlockingOSCUDPServer
 
@@ -213,8 +216,8 @@ def test_osc_vmc_bundles_carry_every_blendshape_and_apply():
     x = noise(0.8, seed=3)
     out = io.StringIO()
     try:
-        stats = run_live(StreamConfig(input="stdin", outputs=("osc", "ndjson"), osc_port=server.server_address[1]),
-                         stdin=io.BytesIO(encode_pcm(x)), stdout=out)
+        stats = run_live(StreamConfig(input="stdin", outputs=("osc", "ndjson"), osc_port=server.server_address[1],
+                                      osc_names=style), stdin=io.BytesIO(encode_pcm(x)), stdout=out)
         want = offline(decode_pcm(encode_pcm(x)))
         deadline = time.time() + 10
         while sum(r[0] == "apply" for r in received) < len(want) and time.time() < deadline:
@@ -231,8 +234,15 @@ def test_osc_vmc_bundles_carry_every_blendshape_and_apply():
             frames.append(current)
             current = {}
     assert len(frames) == len(want)
-    sent_names = [vmc_name(n) for n in NAMES]
-    assert sent_names[NAMES.index("jawOpen")] == "JawOpen"
+    if style == "perfect-sync":
+        sent_names = [vmc_name(n) for n in NAMES]
+        assert sent_names[NAMES.index("jawOpen")] == "JawOpen"
+    else:
+        vrm = VrmMapper(NAMES, style[-1])
+        sent_names = list(vrm.names)
+        assert sent_names[0] == {"vrm0": "A", "vrm1": "aa"}[style]
+        want = vrm(want)
+        assert want[:, :5].max() > 0.05  # the random student opens the mouth somewhere
     for f in frames:
         assert sorted(f) == sorted(sent_names)  # every blendshape, then Apply
     got = np.array([[f[n] for n in sent_names] for f in frames])

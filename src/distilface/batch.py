@@ -72,10 +72,10 @@ def model_fingerprint(model_path: str | Path) -> str:
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
-    """"csv,glb" -> ("csv", "glb"): the formats a batch writes for each file ("oculus": its JSON)."""
-    from distilface.formats import FORMATS
+    """"csv,glb" -> ("csv", "glb"): the formats a batch writes for each file ("oculus", "vrm": their JSON)."""
+    from distilface.formats import FORMAT_ALIASES, FORMATS
 
-    fmts = tuple(dict.fromkeys("oculus-json" if f == "oculus" else f for f in
+    fmts = tuple(dict.fromkeys(f"{f}-json" if f in FORMAT_ALIASES else f for f in
                                (part.strip() for part in text.split(",")) if f))
     bad = [f for f in fmts if f not in FORMATS]
     if bad or not fmts:

@@ -462,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "folder (walked for audio files): a batch, written into the folder -o")
     an.add_argument("-o", "--out", required=True,
                     help="format from the extension: .json .npz .csv (Live Link Face) .tsv / .rhubarb.json "
-                         "(Rhubarb mouth cues) .oculus.json / .oculus.csv (15 Oculus visemes) .glb (glTF: the face with "
+                         "(Rhubarb mouth cues) .oculus.json / .oculus.csv (15 Oculus visemes) .vrm.json / .vrm.csv (VRM "
+                         "vowel and blink presets) .glb (glTF: the face with "
                          "52 ARKit morph targets and the animation, for Blender / three.js). For a batch: a folder, "
                          "the inputs' folders mirrored in it, format from --format (default json); re-running skips "
                          "what is done (log and report: animate-batch.jsonl, animate-batch.json)")
@@ -471,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--model", default=None, help="student checkpoint, .onnx or native .npz/.dfn export (distilface export), or shipped model name (default: the shipped default)")
     an.add_argument("--fps", type=_fps, default=30.0)
     an.add_argument("--format", default=None, metavar="FORMAT",
-                    help="json, npz, csv, rhubarb-tsv, rhubarb-json, oculus, oculus-json, oculus-csv, glb (default: "
+                    help="json, npz, csv, rhubarb-tsv, rhubarb-json, oculus, oculus-json, oculus-csv, vrm, vrm-json, vrm-csv, "
+                         "glb (default: "
                          "from -o's extension). A batch takes several, comma-separated (--format csv,glb): each file "
                          "is animated once and written in each")
     an.add_argument("--block-s", type=float, default=60.0, help="seconds of audio read at a time")
@@ -657,8 +659,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="start the input once N WebSocket frame clients are connected")
     st.add_argument("--osc-host", default="127.0.0.1", help="where OSC goes")
     st.add_argument("--osc-port", type=int, default=39539, help="OSC port (39539: the VMC default)")
-    st.add_argument("--osc-names", default="perfect-sync", choices=["perfect-sync", "arkit"],
-                    help="blendshape names sent: perfect-sync JawOpen (VRM perfect-sync clips) or arkit jawOpen")
+    st.add_argument("--osc-names", default="perfect-sync", choices=["perfect-sync", "arkit", "vrm0", "vrm1"],
+                    help="blendshapes sent: the 52 as perfect-sync JawOpen (VRM perfect-sync clips) or arkit jawOpen; "
+                         "or, for VRM avatars without ARKit shapes, the 5 vowels and 2 blinks they have: vrm0 "
+                         "A I U E O Blink_L Blink_R (VRM 0.x clips: VSeeFace, VNyan) or vrm1 aa ih ou ee oh "
+                         "blinkLeft blinkRight (docs/stream.md)")
     st.add_argument("--livelink-host", default="127.0.0.1", help="where Live Link Face packets go (the Unreal machine)")
     st.add_argument("--livelink-port", type=int, default=11111, help="Live Link Face port (11111: Unreal's default)")
     st.add_argument("--livelink-subject", default="DistilFace", help="subject name shown in Unreal's Live Link panel")

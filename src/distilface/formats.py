@@ -17,6 +17,10 @@
                                      "mouthCues": [{"start", "end", "value"}]}
     oculus-json    .oculus.json     15 Oculus/Meta LipSync viseme curves as {"fps","names","frames"}
     oculus-csv     .oculus.csv      the same as CSV: frame, time_s, then the 15 visemes
+    vrm-json       .vrm.json        the 7 VRM 1.0 expression presets a VRM avatar without ARKit
+                                    shapes has for speech (aa ih ou ee oh blinkLeft blinkRight,
+                                    distilface.vrm) as {"fps","names","frames"}
+    vrm-csv        .vrm.csv         the same as CSV: frame, time_s, then the 7 presets
     glb            .glb             glTF 2.0 binary: the face rig's mesh with its 52 ARKit morph
                                     targets and an animation of their weights, one keyframe per
                                     frame at k / fps (distilface.rig.gltf; Blender, three.js)
@@ -98,22 +102,24 @@ OCULUS_FROM_TEACHER = {"nn": "LL"}  # Oculus viseme -> teacher viseme where the 
 OCULUS_TEMPERATURE = 0.01
 SEAL_FULL = 0.05  # mouthClose over an open jaw that counts as fully sealed lips
 
-FORMATS = ("json", "npz", "csv", "rhubarb-tsv", "rhubarb-json", "oculus-json", "oculus-csv", "glb")
+FORMATS = ("json", "npz", "csv", "rhubarb-tsv", "rhubarb-json", "oculus-json", "oculus-csv", "vrm-json", "vrm-csv",
+           "glb")
+FORMAT_ALIASES = ("oculus", "vrm")  # the JSON or CSV of that kind, by the file's extension
 # The extension of each format, longest first where one ends another (".oculus.json" before ".json"):
 # `format_for` reads a format from a name by it, a batch names its outputs by it
-SUFFIXES = {"oculus-json": ".oculus.json", "oculus-csv": ".oculus.csv", "rhubarb-json": ".rhubarb.json",
-            "rhubarb-tsv": ".tsv", "json": ".json", "npz": ".npz", "csv": ".csv", "glb": ".glb"}
+SUFFIXES = {"oculus-json": ".oculus.json", "oculus-csv": ".oculus.csv", "vrm-json": ".vrm.json",
+            "vrm-csv": ".vrm.csv", "rhubarb-json": ".rhubarb.json", "rhubarb-tsv": ".tsv", "json": ".json", "npz": ".npz", "csv": ".csv", "glb": ".glb"}
 
 
 def format_for(path: str | Path, fmt: str | None = None) -> str:
-    """The format `write_curves` uses for `path` (explicit `fmt` wins; "oculus" picks json or
-    csv by extension)."""
+    """The format `write_curves` uses for `path` (explicit `fmt` wins; "oculus" and "vrm" pick json
+    or csv by extension)."""
     name = Path(path).name.lower()
-    if fmt == "oculus":
-        return "oculus-csv" if name.endswith(".csv") else "oculus-json"
+    if fmt in FORMAT_ALIASES:
+        return f"{fmt}-csv" if name.endswith(".csv") else f"{fmt}-json"
     if fmt is not None:
         if fmt not in FORMATS:
-            raise ValueError(f"unknown curve format {fmt!r}: use one of {', '.join(FORMATS)}, oculus")
+            raise ValueError(f"unknown curve format {fmt!r}: use one of {', '.join(FORMATS + FORMAT_ALIASES)}")
         return fmt
     for f, suffix in SUFFIXES.items():
         if name.endswith(suffix):
@@ -149,19 +155,31 @@ def write_curves(curves: Curves, path: str | Path, fmt: str | None = None, *,
         write_json(path, doc)
     elif fmt == "oculus-json":
         write_json(path, oculus_visemes(curves).to_json_dict())
+    elif fmt == "vrm-json":
+        from distilface.vrm import vrm_curves  # distilface.vrm reads this module's mouth features
+
+        write_json(path, vrm_curves(curves).to_json_dict())
     elif fmt == "glb":
         from distilface.rig.gltf import write_glb
 
         write_glb(path, curves, sound_file=sound_file)
-    else:  # oculus-csv
-        vis = oculus_visemes(curves)
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["frame", "time_s", *vis.names])
-        for k, row in enumerate(vis.values):
-            w.writerow([k, f"{k / vis.fps:.6f}", *(f"{v:.6f}" for v in row)])
-        _write_text(path, buf.getvalue())
+    elif fmt == "oculus-csv":
+        _write_text(path, _frames_csv(oculus_visemes(curves)))
+    else:  # vrm-csv
+        from distilface.vrm import vrm_curves
+
+        _write_text(path, _frames_csv(vrm_curves(curves)))
     return path
+
+
+def _frames_csv(curves: Curves) -> str:
+    """frame, time_s, then a column per curve; values to 1e-6."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["frame", "time_s", *curves.names])
+    for k, row in enumerate(curves.values):
+        w.writerow([k, f"{k / curves.fps:.6f}", *(f"{v:.6f}" for v in row)])
+    return buf.getvalue()
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -174,7 +192,7 @@ def _t(seconds: float) -> str:
 
 
 def read_curves_any(path: str | Path) -> Curves:
-    """Read curves written by `write_curves` as json, oculus-json or npz -> Curves.
+    """Read curves written by `write_curves` as json, oculus-json, vrm-json or npz -> Curves.
 
     Raises ValueError for other files (Rhubarb cues and CSVs are not curves at a frame rate)."""
     path = Path(path)
@@ -331,46 +349,73 @@ def rhubarb_cues(curves: Curves, min_cue_s: float = MIN_CUE_S) -> list[tuple[flo
 
 # -- Oculus visemes --------------------------------------------------------------------------
 
+def teacher_poses(visemes: list[str] | tuple[str, ...]) -> list[dict[str, float]]:
+    """The aligned teacher's ARKit pose of each named viseme (teacher/visemes.json; zeros omitted)."""
+    data = json.loads((Path(__file__).parent / "teacher" / "visemes.json").read_text())["visemes"]
+    return [dict(data[v]["pose"]) for v in visemes]
+
+
+def mouth_channels(poses: list[dict[str, float]]) -> tuple[str, ...]:
+    """The ARKit channels any of `poses` uses, plus jawOpen and mouthClose, in ARKit order: what
+    `mouth_features` reads to compare frames with these poses."""
+    used = {n for pose in poses for n in pose} | {"jawOpen", "mouthClose"}
+    return tuple(n for n in ARKIT_52 if n in used)
+
+
 @lru_cache(maxsize=1)
 def _oculus_templates() -> tuple[tuple[str, ...], np.ndarray]:
     """-> (ARKit channels the features read, (15, features) template features)."""
-    data = json.loads((Path(__file__).parent / "teacher" / "visemes.json").read_text())["visemes"]
-    poses = [data[OCULUS_FROM_TEACHER.get(v, v)]["pose"] for v in OCULUS_VISEMES]
-    used = {n for pose in poses for n in pose} | {"jawOpen", "mouthClose"}
-    channels = tuple(n for n in ARKIT_52 if n in used)
+    poses = teacher_poses([OCULUS_FROM_TEACHER.get(v, v) for v in OCULUS_VISEMES])
+    channels = mouth_channels(poses)
     templates = np.array([[pose.get(n, 0.0) for n in channels] for pose in poses])
-    return channels, _oculus_features(channels, templates)
+    return channels, mouth_features(channels, templates)
 
 
-def _oculus_features(channels: tuple[str, ...], x: np.ndarray) -> np.ndarray:
-    """(N, channels) ARKit values -> (N, features): L/R pairs averaged; jawOpen and mouthClose
-    become the lip gap and the seal."""
+@lru_cache(maxsize=8)
+def _mouth_map(channels: tuple[str, ...]) -> tuple[np.ndarray, int, int, int]:
+    """-> ((channels, features) matrix of the linear features, the columns of jawOpen and
+    mouthClose, the feature index of the lip gap (the seal follows it))."""
     idx = {n: i for i, n in enumerate(channels)}
-    feats = []
-    done = set()
+    cols: list[dict[int, float]] = []  # per feature: channel -> weight
+    done: set[str] = set()
+    gap = -1
     for n in channels:
         if n in done or n == "mouthClose":
             continue
         if n == "jawOpen":
-            jaw, close = x[:, idx["jawOpen"]], x[:, idx["mouthClose"]]
-            feats.append(np.maximum(jaw - close, 0.0))
-            feats.append(np.clip(np.minimum(jaw, close) / SEAL_FULL, 0.0, 1.0))
+            gap = len(cols)
+            cols += [{}, {}]  # the lip gap and the seal, filled in by mouth_features
         elif n.endswith("Left") and n[:-4] + "Right" in idx:
-            feats.append((x[:, idx[n]] + x[:, idx[n[:-4] + "Right"]]) / 2)
+            cols.append({idx[n]: 0.5, idx[n[:-4] + "Right"]: 0.5})
             done.add(n[:-4] + "Right")
         elif n.endswith("Right") and n[:-5] + "Left" in idx:
-            feats.append((x[:, idx[n]] + x[:, idx[n[:-5] + "Left"]]) / 2)
+            cols.append({idx[n]: 0.5, idx[n[:-5] + "Left"]: 0.5})
             done.add(n[:-5] + "Left")
         else:
-            feats.append(x[:, idx[n]])
+            cols.append({idx[n]: 1.0})
         done.add(n)
-    return np.stack(feats, axis=1)
+    lin = np.zeros((len(channels), len(cols)))
+    for f, col in enumerate(cols):
+        for c, w in col.items():
+            lin[c, f] = w
+    return lin, idx["jawOpen"], idx["mouthClose"], gap
+
+
+def mouth_features(channels: tuple[str, ...], x: np.ndarray) -> np.ndarray:
+    """(N, channels) ARKit values -> (N, features): L/R pairs averaged; jawOpen and mouthClose
+    become the lip gap and the seal. `channels` must hold both."""
+    lin, jaw, close, gap = _mouth_map(tuple(channels))
+    x = np.asarray(x, np.float64)
+    feats = x @ lin
+    feats[:, gap] = np.maximum(x[:, jaw] - x[:, close], 0.0)
+    feats[:, gap + 1] = np.clip(np.minimum(x[:, jaw], x[:, close]) / SEAL_FULL, 0.0, 1.0)
+    return feats
 
 
 def oculus_visemes(curves: Curves) -> Curves:
     """ARKit curves -> Curves of the 15 Oculus visemes (soft-max over template poses, rows sum to 1)."""
     channels, templates = _oculus_templates()
-    x = _oculus_features(channels, _arkit_matrix(curves, channels, "Oculus visemes").astype(np.float64))
+    x = mouth_features(channels, _arkit_matrix(curves, channels, "Oculus visemes").astype(np.float64))
     d2 = ((x[:, None, :] - templates[None, :, :]) ** 2).sum(-1)  # (frames, 15)
     logits = -d2 / OCULUS_TEMPERATURE
     w = np.exp(logits - logits.max(axis=1, keepdims=True))

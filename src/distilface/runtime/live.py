@@ -71,7 +71,7 @@ class StreamConfig:
     ws_port: int = WS_PORT  # 0: a free port (LiveStream.ws_port)
     osc_host: str = "127.0.0.1"  # where OSC bundles go
     osc_port: int = VMC_PORT
-    osc_names: str = "perfect-sync"  # perfect-sync ("JawOpen") | arkit ("jawOpen")
+    osc_names: str = "perfect-sync"  # perfect-sync ("JawOpen") | arkit ("jawOpen") | vrm0 ("A") | vrm1 ("aa")
     livelink_host: str = "127.0.0.1"  # where Live Link Face packets go (an Unreal editor)
     livelink_port: int = LIVE_LINK_PORT
     livelink_subject: str = "DistilFace"  # the subject name Unreal's Live Link panel shows
@@ -109,7 +109,7 @@ class StreamConfig:
         if self.pcm_format not in PCM_FORMATS:
             raise ValueError(f"--pcm-format {self.pcm_format!r}: expected {' or '.join(PCM_FORMATS)}")
         if self.osc_names not in OSC_NAME_STYLES:
-            raise ValueError(f"--osc-names {self.osc_names!r}: expected {' or '.join(OSC_NAME_STYLES)}")
+            raise ValueError(f"--osc-names {self.osc_names!r}: expected one of {', '.join(OSC_NAME_STYLES)}")
         for name in ("ws_port", "osc_port", "livelink_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ValueError(f"{name} {getattr(self, name)} is not a port")

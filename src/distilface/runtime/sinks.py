@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,7 +43,7 @@ JSON_DECIMALS = 6  # blendshape values in JSON: 1e-6 is far below anything visib
 VMC_PORT = 39539  # the VMC protocol's default (what VSeeFace, VMagicMirror, Warudo listen on)
 VMC_BLEND_VAL = "/VMC/Ext/Blend/Val"  # (string name, float value), one per blendshape
 VMC_BLEND_APPLY = "/VMC/Ext/Blend/Apply"  # (no arguments): show the values sent since the last one
-OSC_NAME_STYLES = ("perfect-sync", "arkit")
+OSC_NAME_STYLES = ("perfect-sync", "arkit", "vrm0", "vrm1")  # vrm*: the VRM presets, not the 52 (distilface.vrm)
 LIVE_LINK_PORT = 11111  # where Unreal's Live Link Face source listens (the iPhone app's default target)
 LIVE_LINK_VERSION = 6  # the packet version the app sends and Unreal's AppleARKitFaceSupport reads
 
@@ -217,7 +218,8 @@ class CsvOutput(Output):
 
 def vmc_name(name: str, style: str = "perfect-sync") -> str:
     """ARKit name -> the blendshape clip name sent. perfect-sync: "JawOpen" (the clip names of VRM
-    "perfect sync" models, which VMC receivers look up); arkit: the name as is ("jawOpen")."""
+    "perfect sync" models, which VMC receivers look up); any other style: the name as is ("jawOpen";
+    the VRM styles send preset names, which `OscOutput` maps the values to first)."""
     if style not in OSC_NAME_STYLES:
         raise ValueError(f"OSC name style {style!r}: expected one of {', '.join(OSC_NAME_STYLES)}")
     return name[0].upper() + name[1:] if style == "perfect-sync" and name else name
@@ -289,7 +291,8 @@ class UdpOutput(Output):
 
 
 class OscOutput(UdpOutput):
-    """VMC-protocol OSC over UDP to host:port, one bundle per frame."""
+    """VMC-protocol OSC over UDP to host:port, one bundle per frame: the model's curves, or with
+    style vrm0 / vrm1 the VRM vowel and blink presets fitted to them (distilface.vrm)."""
 
     kind = "osc"
 
@@ -297,15 +300,25 @@ class OscOutput(UdpOutput):
         vmc_name("x", style)
         super().__init__(host, port)
         self.style = style
+        self._names: tuple[str, ...] | None = None  # the stream's curve names the bundler was built for
         self._bundle: VmcBundler | None = None
+        self._vrm: Callable[[np.ndarray], np.ndarray] | None = None
 
     def start(self, info: StreamInfo) -> None:
-        if self._bundle is None or self._bundle.names != info.names:
+        if self._names == info.names:
+            return
+        self._names = info.names
+        if self.style.startswith("vrm"):
+            from distilface.vrm import VrmMapper
+
+            self._vrm = VrmMapper(info.names, self.style[len("vrm"):])
+            self._bundle = VmcBundler(self._vrm.names, self.style)
+        else:
             self._bundle = VmcBundler(info.names, self.style)
 
     def frame(self, frame: Frame) -> None:
         assert self._bundle is not None
-        self.send(self._bundle(frame.values))
+        self.send(self._bundle(frame.values if self._vrm is None else self._vrm(frame.values)))
 
 
 # -- Live Link Face over UDP (Unreal) ---------------------------------------------------------
