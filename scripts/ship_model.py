@@ -1,7 +1,7 @@
 """Put a trained student into the package: weights + config only, sha256, registry entry.
 
     .venv/bin/python scripts/ship_model.py --name NAME --checkpoint runs/RUN/best.pt \
-        --card src/distilface/models/NAME.md [--default]
+        --card src/distilface/models/NAME.md [--default] [--live-default]
 
 The shipped file keeps what rebuilds and describes the model (student config, weights, the
 training step and validation scores, the training config) and drops the optimizer state.
@@ -28,6 +28,7 @@ def main() -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--card", required=True, help="model card (markdown) already written")
     p.add_argument("--default", action="store_true")
+    p.add_argument("--live-default", action="store_true", help="the model `stream` runs when given none")
     a = p.parse_args()
     model, ckpt = load_student(a.checkpoint)
     target = MODELS_DIR / f"{a.name}.pt"
@@ -44,6 +45,8 @@ def main() -> None:
                              "future_ms": model.cfg.future_ms, "channels": model.cfg.channels}
     if a.default or not reg.get("default"):
         reg["default"] = a.name
+    if a.live_default:
+        reg["live_default"] = a.name
     write_json(REGISTRY, reg)
     print(json.dumps(reg["models"][a.name], indent=2))
 

@@ -18,6 +18,7 @@ import soundfile as sf
 
 import distilface
 from distilface.audio import EXAMPLE_AUDIO
+from distilface.models import registry
 
 CLI = [sys.executable, "-m", "distilface.cli"]
 PULSE_ALSA = Path("/usr/share/alsa/alsa.conf.d/pulse.conf")
@@ -95,7 +96,7 @@ def test_the_microphone_through_portaudio_and_pulseaudio(pulse, tmp_path):
     names = list(frames[0]["blendshapes"])
     live = np.array([[f["blendshapes"][n] for n in names] for f in frames])
 
-    model = distilface.load_model()
+    model = distilface.load_model(registry()["live_default"])  # what `stream` runs without --model
     # The clip's offset in the live stream is not known to the frame, nor to the sub-frame: compare
     # with the clip animated offline at 10 x the frame rate, at the offset that fits best
     fine = distilface.animate_file(model, EXAMPLE_AUDIO, fps=300.0, progress=False)

@@ -43,3 +43,27 @@ def test_a_damaged_shipped_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "REGISTRY", tmp_path / "MODELS.json")
     with pytest.raises(ValueError, match="sha256"):
         models.resolve_model(name)
+
+
+def test_stream_runs_the_live_default_and_it_is_live():
+    """`stream` without --model runs `live_default` (the real CLI): a model that waits at most 64 ms
+    for future audio, where the offline default waits 249 ms."""
+    import json
+    import subprocess
+    import sys
+
+    from distilface.audio import EXAMPLE_AUDIO
+
+    reg = registry()
+    live, default = reg["live_default"], reg["default"]
+    assert live in reg["models"] and reg["models"][live]["future_ms"] <= 64.0 < reg["models"][default]["future_ms"]
+    assert resolve_model(None, live=True) == resolve_model(live) and resolve_model(None) == resolve_model(default)
+    import distilface
+
+    assert distilface.load_model(live=True, runtime="torch").cfg.future_ms == reg["models"][live]["future_ms"]
+    p = subprocess.run([sys.executable, "-m", "distilface.cli", "stream", "--input", f"wav:{EXAMPLE_AUDIO}",
+                        "--no-realtime", "--output", "ndjson"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    frames = [json.loads(line) for line in p.stdout.splitlines()]
+    assert len(frames) == 99 and {f["type"] for f in frames} == {"frame"}
+    assert {f["lookahead_ms"] for f in frames} == {57.0}  # measured from the model (64 ms configured)

@@ -8,7 +8,8 @@ From Python (the CLI, `distilface --help`, runs the same code):
                                                           # a checkpoint, an .onnx, .npz or .dfn export
     curves = distilface.animate_file(model, "line.wav")   # any length, format, rate: Curves with .fps,
                                                           # .names (ARKit 52) and .values (frames, 52)
-    stream = distilface.StreamingAnimator(model, fps=30, sample_rate_hz=48000)
+    live = distilface.load_model(live=True)               # the live default: 57 ms of look-ahead, not 249
+    stream = distilface.StreamingAnimator(live, fps=30, sample_rate_hz=48000)
     frames = stream.push(chunk)                           # (n, 52): the frames whose future has come
     frames = stream.flush()                               # the rest, at the end of the audio
 
@@ -23,10 +24,13 @@ __version__ = "0.1.0"
 __all__ = ["load_model", "animate_file", "StreamingAnimator", "Curves", "shipped_models"]
 
 
-def load_model(model: str | None = None, *, smooth: bool | tuple[float, float, float] | None = None,
+def load_model(model: str | None = None, *, live: bool = False,
+               smooth: bool | tuple[float, float, float] | None = None,
                frame_grid: int | None = None, runtime: str = "auto") -> Any:
-    """A model to animate with: `model` is a shipped name (None: the default), a checkpoint, or a file
-    of `distilface export` (.onnx: onnxruntime; .npz / .dfn: the C runtime, no torch). smooth: True
+    """A model to animate with: `model` is a shipped name (None: the default, or with `live` the
+    live default that `distilface stream` runs, whose short look-ahead suits live audio), a
+    checkpoint, or a file of `distilface export` (.onnx: onnxruntime; .npz / .dfn: the C runtime,
+    no torch). smooth: True
     for ensemble smoothing with the default weights (+16.7 ms of latency), or three weights.
     frame_grid, runtime: as `distilface animate --frame-grid / --runtime` (docs/runtime.md)."""
     from distilface.animate import load_model as _load
@@ -34,7 +38,7 @@ def load_model(model: str | None = None, *, smooth: bool | tuple[float, float, f
     from distilface.runtime.streaming import parse_weights
 
     weights = parse_weights("default" if smooth is True else ",".join(map(str, smooth)) if smooth else None)
-    return _load(resolve_model(model), weights, frame_grid=frame_grid, runtime=runtime)
+    return _load(resolve_model(model, live=live), weights, frame_grid=frame_grid, runtime=runtime)
 
 
 def shipped_models() -> list[str]:

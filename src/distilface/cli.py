@@ -327,7 +327,7 @@ def _stream(a: argparse.Namespace) -> None:
                        chunk_ms=a.chunk_ms, ws_max_message_bytes=a.ws_max_bytes, ws_queue_messages=a.ws_queue,
                        ws_origins=tuple(a.ws_origin) if a.ws_origin else None, wait_viewers=a.wait_viewers,
                        priority=a.priority)
-    path = resolve_model(a.model)
+    path = resolve_model(a.model, live=True)
     if path.suffix not in (".onnx", ".npz", ".dfn"):  # an ONNX or native export streams without torch
         from distilface.animate import configure_torch
 
@@ -630,7 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "packets (as the iPhone app sends Unreal) over UDP to --livelink-host:--livelink-port; "
                          "csv:PATH: Live Link Face CSV layout (as `animate -o x.csv`), a row per frame")
     st.add_argument("--model", default=None,
-                    help="checkpoint, .onnx or native .npz/.dfn export, or shipped model name (default: the shipped default)")
+                    help="checkpoint, .onnx or native .npz/.dfn export, or shipped model name (default: the shipped "
+                         "live default, whose future context is short enough for live avatars: docs/stream.md)")
     st.add_argument("--smooth", nargs="?", const="default", default=None, metavar="W0,W1,W2",
                     help="ensemble smoothing as for animate (adds 16.7 ms latency)")
     st.add_argument("--frame-grid", type=int, default=None, metavar="N",

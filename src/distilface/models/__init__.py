@@ -1,7 +1,10 @@
 """Models shipped inside the package: `<name>.pt` checkpoints with a sha256 and a model card.
 
-`MODELS.json` lists them: name -> file, sha256, parameters, card. `resolve_model` turns a name (or
-nothing, for the default) into a verified path; any other argument is taken as a checkpoint path.
+`MODELS.json` lists them: name -> file, sha256, parameters, card; `default`, the model of
+offline work, and `live_default`, the model `stream` runs when given none: live audio needs a short
+future context (a live avatar's mouth should follow its sound by well under ~140 ms, and the
+default waits 249 ms for its future). `resolve_model` turns a name (or nothing, for a default)
+into a verified path; any other argument is taken as a checkpoint path.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ def registry() -> dict:
     return json.loads(REGISTRY.read_text())
 
 
-def resolve_model(name_or_path: str | None) -> Path:
-    """Shipped model name (or None for the default) -> checked path; other values are paths."""
+def resolve_model(name_or_path: str | None, live: bool = False) -> Path:
+    """Shipped model name (or None for the default, the live default with `live`) -> checked
+    path; other values are paths."""
     reg = registry()
-    name = name_or_path or reg.get("default")
+    name = name_or_path or (live and reg.get("live_default")) or reg.get("default")
     if name is None:
         raise FileNotFoundError("no shipped default model in this version; pass --model CHECKPOINT")
     if name not in reg["models"]:
