@@ -66,10 +66,9 @@ def _vowel_fit() -> _Fit:
     pinv = np.concatenate([np.linalg.solve(templates[s] @ templates[s].T, templates[s]) for s in supports])
     starts = np.cumsum([0] + [len(s) for s in supports[:-1]])
     rows = np.full((len(supports) + 1, VOWELS), len(pinv))
-    for k, s in enumerate(supports):
-        rows[k, s] = starts[k] + np.arange(len(s))
     member = np.zeros((len(pinv), len(supports)))
     for k, s in enumerate(supports):
+        rows[k, s] = starts[k] + np.arange(len(s))
         member[starts[k]:starts[k] + len(s), k] = 1.0
     return _Fit(channels, templates, pinv, np.concatenate(supports), member, rows)
 
