@@ -307,7 +307,7 @@ def test_stream_wav_input_same_outcomes(bad, animated, tmp_path):
     for name, case in cases.items():
         out = tmp_path / f"{name}.csv"
         code = cli("stream", "--input", f"wav:{folder / name}", "--no-realtime", "--output", f"csv:{out}",
-                      "--threads", "1", "--chunk-ms", "100")
+                      "--threads", "1", "--chunk-ms", "100", "--model", str(resolve_model(None)))  # animate's model
         if case.fails:
             assert isinstance(code, str) and code.startswith(f"distilface stream: {folder / name}: "), code
             assert case.match in code and not out.exists()
