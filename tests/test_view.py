@@ -165,6 +165,20 @@ def test_viewer_needs_the_built_page(tmp_path):
 
 
 @needs_build
+def test_the_microphone_page_opens_with_the_live_default(cache_dir):
+    """--mode browser (the student in the page, on the microphone) selects the live default first;
+    the other modes the offline default, and --model wins in every mode."""
+    from distilface.models import registry
+
+    reg = registry()
+    for mode, model, want in (("browser", None, reg["live_default"]), ("clip", None, reg["default"]),
+                              ("live", None, reg["default"]), ("browser", "c0-4-256ms-ft", "c0-4-256ms-ft")):
+        config = Viewer(ViewConfig(mode=mode, model=model, cache_dir=cache_dir)).config()
+        assert config["default_model"] == want, mode
+        assert [m["name"] for m in config["models"] if m["default"]] == [want]
+
+
+@needs_build
 def test_server_binds_localhost_with_mime_types(server):
     assert server.server_address[0] == "127.0.0.1"
     base = server.url

@@ -74,7 +74,8 @@ def static_ready(static_dir: Path = STATIC_DIR) -> bool:
 @dataclass
 class ViewConfig:
     audio: Path | None = None  # the clip of mode 1 (None: the bundled example)
-    model: str | None = None  # model selected first: shipped name, checkpoint or windowed .onnx (None: default)
+    model: str | None = None  # model selected first: shipped name, checkpoint or windowed .onnx (None: default,
+    # the live default in mode browser)
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT  # 0: any free port
     fps: float = 30.0
@@ -105,7 +106,9 @@ class Viewer:
         self.sources: dict[str, tuple[Path, str | None]] = {  # name -> (file, registry sha256 or None)
             name: (Path(__file__).resolve().parent / "models" / e["file"], e["sha256"]) for name, e in reg["models"].items()}
         self.future_ms = {name: e.get("future_ms") for name, e in reg["models"].items()}
-        self.default_model = cfg.model or reg.get("default")
+        # The page opened on the microphone (--mode browser) starts with the live default, whose 57 ms
+        # look-ahead a speaker can watch; clip and stream modes with the offline default.
+        self.default_model = cfg.model or (cfg.mode == "browser" and reg.get("live_default")) or reg.get("default")
         if self.default_model is None:
             raise FileNotFoundError("no shipped default model in this version; pass --model CHECKPOINT")
         if self.default_model not in self.sources:
