@@ -1,8 +1,14 @@
 """The models shipped in the package: every registry entry verifies (sha256), loads with its
 recorded size and width, and has a model card that names it and its parameter count."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 
+import distilface
+from distilface.audio import EXAMPLE_AUDIO
 from distilface.checkpoint import load_student
 from distilface.models import MODELS_DIR, registry, resolve_model
 from distilface.student import count_parameters
@@ -48,18 +54,10 @@ def test_a_damaged_shipped_file_is_refused(tmp_path, monkeypatch):
 def test_stream_runs_the_live_default_and_it_is_live():
     """`stream` without --model runs `live_default` (the real CLI): a model that waits at most 64 ms
     for future audio, where the offline default waits 249 ms."""
-    import json
-    import subprocess
-    import sys
-
-    from distilface.audio import EXAMPLE_AUDIO
-
     reg = registry()
     live, default = reg["live_default"], reg["default"]
     assert live in reg["models"] and reg["models"][live]["future_ms"] <= 64.0 < reg["models"][default]["future_ms"]
     assert resolve_model(None, live=True) == resolve_model(live) and resolve_model(None) == resolve_model(default)
-    import distilface
-
     assert distilface.load_model(live=True, runtime="torch").cfg.future_ms == reg["models"][live]["future_ms"]
     p = subprocess.run([sys.executable, "-m", "distilface.cli", "stream", "--input", f"wav:{EXAMPLE_AUDIO}",
                         "--no-realtime", "--output", "ndjson"], capture_output=True, text=True, timeout=300)

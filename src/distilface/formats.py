@@ -108,7 +108,8 @@ FORMAT_ALIASES = ("oculus", "vrm")  # the JSON or CSV of that kind, by the file'
 # The extension of each format, longest first where one ends another (".oculus.json" before ".json"):
 # `format_for` reads a format from a name by it, a batch names its outputs by it
 SUFFIXES = {"oculus-json": ".oculus.json", "oculus-csv": ".oculus.csv", "vrm-json": ".vrm.json",
-            "vrm-csv": ".vrm.csv", "rhubarb-json": ".rhubarb.json", "rhubarb-tsv": ".tsv", "json": ".json", "npz": ".npz", "csv": ".csv", "glb": ".glb"}
+            "vrm-csv": ".vrm.csv", "rhubarb-json": ".rhubarb.json", "rhubarb-tsv": ".tsv", "json": ".json",
+            "npz": ".npz", "csv": ".csv", "glb": ".glb"}
 
 
 def format_for(path: str | Path, fmt: str | None = None) -> str:
@@ -347,7 +348,7 @@ def rhubarb_cues(curves: Curves, min_cue_s: float = MIN_CUE_S) -> list[tuple[flo
     return cues
 
 
-# -- Oculus visemes --------------------------------------------------------------------------
+# -- Mouth features (shared by the Oculus visemes and the VRM presets), Oculus visemes -----------
 
 def teacher_poses(visemes: list[str] | tuple[str, ...]) -> list[dict[str, float]]:
     """The aligned teacher's ARKit pose of each named viseme (teacher/visemes.json; zeros omitted)."""
@@ -362,13 +363,17 @@ def mouth_channels(poses: list[dict[str, float]]) -> tuple[str, ...]:
     return tuple(n for n in ARKIT_52 if n in used)
 
 
+def pose_rows(poses: list[dict[str, float]], channels: tuple[str, ...]) -> np.ndarray:
+    """(len(poses), len(channels)) values of the poses (absent channels: 0)."""
+    return np.array([[pose.get(n, 0.0) for n in channels] for pose in poses])
+
+
 @lru_cache(maxsize=1)
 def _oculus_templates() -> tuple[tuple[str, ...], np.ndarray]:
     """-> (ARKit channels the features read, (15, features) template features)."""
     poses = teacher_poses([OCULUS_FROM_TEACHER.get(v, v) for v in OCULUS_VISEMES])
     channels = mouth_channels(poses)
-    templates = np.array([[pose.get(n, 0.0) for n in channels] for pose in poses])
-    return channels, mouth_features(channels, templates)
+    return channels, mouth_features(channels, pose_rows(poses, channels))
 
 
 @lru_cache(maxsize=8)

@@ -96,7 +96,7 @@ class Viewer:
 
     def __init__(self, cfg: ViewConfig) -> None:
         from distilface.audio import load_audio
-        from distilface.models import registry
+        from distilface.models import default_name, registry
 
         if not static_ready(cfg.static_dir):
             raise FileNotFoundError(f"{cfg.static_dir}: the viewer is not built; run scripts/setup.sh "
@@ -108,7 +108,7 @@ class Viewer:
         self.future_ms = {name: e.get("future_ms") for name, e in reg["models"].items()}
         # The page opened on the microphone (--mode browser) starts with the live default, whose 57 ms
         # look-ahead a speaker can watch; clip and stream modes with the offline default.
-        self.default_model = cfg.model or (cfg.mode == "browser" and reg.get("live_default")) or reg.get("default")
+        self.default_model = cfg.model or default_name(live=cfg.mode == "browser")
         if self.default_model is None:
             raise FileNotFoundError("no shipped default model in this version; pass --model CHECKPOINT")
         if self.default_model not in self.sources:

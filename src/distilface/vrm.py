@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from distilface.curves import Curves
-from distilface.formats import mouth_channels, mouth_features, teacher_poses
+from distilface.formats import mouth_channels, mouth_features, pose_rows, teacher_poses
 
 # (VRM 0.x clip name, VRM 1.0 expression name, source): a teacher viseme, or the ARKit curve passed on
 PRESETS: tuple[tuple[str, str, str], ...] = (
@@ -60,7 +60,7 @@ class _Fit(NamedTuple):
 def _vowel_fit() -> _Fit:
     poses = teacher_poses([p[2] for p in PRESETS[:VOWELS]])
     channels = mouth_channels(poses)
-    templates = mouth_features(channels, np.array([[pose.get(n, 0.0) for n in channels] for pose in poses]))
+    templates = mouth_features(channels, pose_rows(poses, channels))
     supports = [list(s) for r in range(1, VOWELS + 1) for s in itertools.combinations(range(VOWELS), r)]
     # w_S = (A A^T)^-1 A x for A = templates[S]: the least-squares coefficients on support S
     pinv = np.concatenate([np.linalg.solve(templates[s] @ templates[s].T, templates[s]) for s in supports])

@@ -23,11 +23,17 @@ def registry() -> dict:
     return json.loads(REGISTRY.read_text())
 
 
+def default_name(live: bool = False) -> str | None:
+    """The shipped default's name (`live`: the live default, else the default), None if none ships."""
+    reg = registry()
+    return (live and reg.get("live_default")) or reg.get("default")
+
+
 def resolve_model(name_or_path: str | None, live: bool = False) -> Path:
     """Shipped model name (or None for the default, the live default with `live`) -> checked
     path; other values are paths."""
     reg = registry()
-    name = name_or_path or (live and reg.get("live_default")) or reg.get("default")
+    name = name_or_path or default_name(live)
     if name is None:
         raise FileNotFoundError("no shipped default model in this version; pass --model CHECKPOINT")
     if name not in reg["models"]:
